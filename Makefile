@@ -1,0 +1,81 @@
+# The two commands a newcomer needs:
+#   make demo   bring the stack up on local containers and print the URL to browse
+#   make test   run every test (lint, unit, conformance, Molecule scenarios)
+# Both do their own set-up. `make help` lists the rest.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+WEB_VENV := .venv-web
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps venv web-venv images lint test test-all unit molecule demo demo-down lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+system-deps: .cache/apt.stamp ## install the Debian packages the controller needs
+.cache/apt.stamp: requirements/apt.txt
+	@mkdir -p .cache
+	@missing=$$(grep -v '^#' $< | xargs -n1 | while read -r p; do dpkg -s "$$p" >/dev/null 2>&1 || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed ## the controller's virtualenv (ansible, molecule, test tools, TensorFlow)
+$(VENV)/.installed: requirements/dev.lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements/dev.lock.txt
+	@touch $@
+
+web-venv: $(WEB_VENV)/.installed ## the web tier's virtualenv, for the Django app's tests (no TensorFlow)
+$(WEB_VENV)/.installed: django_app/requirements.lock.txt | venv
+	$(PYTHON) -m venv $(WEB_VENV)
+	$(WEB_VENV)/bin/pip install -q --upgrade pip
+	$(WEB_VENV)/bin/pip install -q -r django_app/requirements.lock.txt
+	@touch $@
+
+setup: system-deps venv ## everything the tests and the demo need on the controller
+
+images: system-deps ## build the local test-host images (rebuilt only when their recipe changes)
+	tests/images/build
+
+lint: venv ## ansible-lint (production profile), yamllint, ruff
+	yamllint --strict .
+	ansible-lint --offline --profile production
+	ruff check .
+	ruff format --check .
+
+unit: setup ## Python tests that need no Molecule scenario
+	pytest model_src tests -m "not molecule"
+
+molecule: setup images ## every Molecule scenario in the CI matrix (tests/molecule_matrix.yml)
+	pytest tests -m molecule
+
+test: setup images lint ## the whole suite, as CI runs it
+	pytest model_src tests
+
+test-all: ## the whole suite with every scenario on Debian 12 and 13
+	$(MAKE) test MOLECULE_MATRIX=all
+
+demo: setup images ## bring the stack up on local containers and print the URL
+	tests/demo/up
+
+demo-down: ## tear the local demo stack down
+	tests/demo/down
+
+lock: ## re-pin requirements/dev.lock.txt from the .in files
+	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install -q -r requirements/controller.in -r requirements/model.in
+	.cache/lock-venv/bin/pip freeze --exclude-editable > requirements/dev.lock.txt
+	rm -rf .cache/lock-venv
+
+clean: ## remove virtualenvs and caches (images stay; `docker image rm` them by hand)
+	rm -rf $(VENV) $(WEB_VENV) .cache .ansible .pytest_cache build
