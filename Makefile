@@ -13,7 +13,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps venv web-venv images lint test test-all unit molecule demo demo-down lock clean
+MODEL_BASE := build/models
+STANDIN_ARCHIVE := build/images/tf-serving-standin.tar
+
+.PHONY: help setup system-deps venv web-venv images models standin-image lint test test-all unit molecule demo demo-down lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,10 +39,9 @@ $(VENV)/.installed: requirements/dev.lock.txt
 	@touch $@
 
 web-venv: $(WEB_VENV)/.installed ## the web tier's virtualenv, for the Django app's tests (no TensorFlow)
-$(WEB_VENV)/.installed: django_app/requirements.lock.txt | venv
-	$(PYTHON) -m venv $(WEB_VENV)
-	$(WEB_VENV)/bin/pip install -q --upgrade pip
-	$(WEB_VENV)/bin/pip install -q -r django_app/requirements.lock.txt
+$(WEB_VENV)/.installed: $(shell git ls-files django_app 2>/dev/null) | venv
+	django_app/build-dist build/web-dist
+	django_app/setup-test-venv $(WEB_VENV)
 	@touch $@
 
 setup: system-deps venv ## everything the tests and the demo need on the controller
@@ -47,20 +49,33 @@ setup: system-deps venv ## everything the tests and the demo need on the control
 images: system-deps ## build the local test-host images (rebuilt only when their recipe changes)
 	tests/images/build
 
+models: venv ## export the calculator SavedModel (version 1) used by the tests and the demo
+	@[ -d $(MODEL_BASE)/calculator/1 ] || $(VENV)/bin/python -m model_src.export --model-base $(MODEL_BASE) --name calculator --version 1
+
+standin-image: images ## build the TF Serving stand-in image (a test fixture, never production) and its archive
+	tests/images/build tf-serving-standin
+	tests/standin/save-archive $(STANDIN_ARCHIVE)
+
 lint: venv ## ansible-lint (production profile), yamllint, ruff
 	yamllint --strict .
 	ansible-lint --offline --profile production
 	ruff check .
 	ruff format --check .
 
-unit: setup ## Python tests that need no Molecule scenario
-	pytest model_src tests -m "not molecule"
+unit: setup models standin-image web-venv ## every test except the Molecule scenarios
+	rc=0; \
+	$(WEB_VENV)/bin/pytest django_app || rc=1; \
+	pytest model_src tests -m "not molecule" || rc=1; \
+	exit $$rc
 
-molecule: setup images ## every Molecule scenario in the CI matrix (tests/molecule_matrix.yml)
+molecule: setup images models standin-image ## every Molecule scenario in the CI matrix (tests/molecule_matrix.yml)
 	pytest tests -m molecule
 
-test: setup images lint ## the whole suite, as CI runs it
-	pytest model_src tests
+test: setup images lint models standin-image web-venv ## the whole suite, as CI runs it
+	rc=0; \
+	$(WEB_VENV)/bin/pytest django_app || rc=1; \
+	pytest model_src tests || rc=1; \
+	exit $$rc
 
 test-all: ## the whole suite with every scenario on Debian 12 and 13
 	$(MAKE) test MOLECULE_MATRIX=all
