@@ -1,0 +1,141 @@
+"""nginx as a client sees it: real HTTPS requests made with curl on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+NAME = f"nginx-{os.environ.get('MOLECULE_DISTRO', 'bookworm')}"
+RESOLVE = f"--resolve {NAME}:443:127.0.0.1 --resolve {NAME}:80:127.0.0.1 --resolve evil.example:443:127.0.0.1"
+
+
+def curl(host, args: str):
+    """Run curl with -sk and the site's name resolving to this host."""
+    return host.run(f"curl -sk --max-time 10 {RESOLVE} {args}")
+
+
+def response_headers(host, url: str) -> dict[str, list[str]]:
+    result = curl(host, f"-o /dev/null -D - {url}")
+    assert result.rc == 0, result.stderr
+    headers: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines()[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            headers.setdefault(key.strip().lower(), []).append(value.strip())
+    return headers
+
+
+def test_nginx_running_and_enabled(host):
+    service = host.service("nginx")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_configuration_valid(host):
+    result = host.run("nginx -t")
+    assert result.rc == 0, result.stderr
+
+
+def test_proxied_request_carries_forwarded_headers(host):
+    result = curl(host, f"-H 'X-Forwarded-For: 6.6.6.6' https://{NAME}/some/page")
+    assert result.rc == 0, result.stderr
+    echoed = json.loads(result.stdout)
+    headers = {key.lower(): value for key, value in echoed["headers"].items()}
+    assert echoed["path"] == "/some/page"
+    assert headers["host"] == NAME
+    assert headers["x-forwarded-host"] == NAME
+    assert headers["x-forwarded-proto"] == "https"
+    # At the edge a client-supplied X-Forwarded-For is replaced, not extended.
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("path", ["/", "/static/probe.css"])
+def test_security_headers(host, path):
+    headers = response_headers(host, f"https://{NAME}{path}")
+    assert headers["strict-transport-security"] == ["max-age=31536000; includeSubDomains"]
+    assert headers["x-content-type-options"] == ["nosniff"]
+    # The backend sends SAMEORIGIN: nginx's DENY replaces it.
+    assert headers["x-frame-options"] == ["DENY"]
+    assert headers["referrer-policy"] == ["same-origin"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"][0]
+    assert headers["server"] == ["nginx"]
+
+
+def test_static_files_served_with_long_cache(host):
+    result = curl(host, f"-D - https://{NAME}/static/probe.css")
+    assert "200" in result.stdout.splitlines()[0]
+    assert "body { color: black; }" in result.stdout
+    assert "Cache-Control: max-age=2592000" in result.stdout
+
+
+def test_http_redirects_to_https(host):
+    result = curl(host, f"-o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{NAME}/x?y=1")
+    assert result.stdout == f"301 https://{NAME}/x?y=1"
+
+
+def test_unknown_host_dropped_on_http(host):
+    result = host.run("curl -s --max-time 10 -H 'Host: evil.example' http://127.0.0.1/")
+    assert result.rc == 52  # empty reply: nginx closed the connection (444)
+
+
+def test_unknown_server_name_refused_in_tls_handshake(host):
+    result = curl(host, "https://evil.example/")
+    assert result.rc == 35  # TLS handshake rejected
+
+
+def test_unknown_host_header_over_tls_dropped(host):
+    result = curl(host, f"-H 'Host: evil.example' https://{NAME}/")
+    assert result.rc == 52
+
+
+def test_tls_12_and_13_accepted(host):
+    for version in ("--tlsv1.2 --tls-max 1.2", "--tlsv1.3"):
+        result = curl(host, f"{version} -o /dev/null -w '%{{http_code}}' https://{NAME}/")
+        assert result.stdout == "200", version
+
+
+def test_only_tls_12_and_newer_configured(host):
+    config = host.run("nginx -T").stdout
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in config
+    assert "server_tokens off;" in config
+
+
+def test_request_body_limited(host):
+    result = host.run(
+        f"head -c 2000000 /dev/zero | curl -sk --max-time 10 {RESOLVE} -o /dev/null -w '%{{http_code}}' "
+        f"--data-binary @- https://{NAME}/upload"
+    )
+    assert result.stdout == "413"
+
+
+def status_codes(host, path: str, count: int) -> list[str]:
+    one = f"curl -sk {RESOLVE} -o /dev/null -w '%{{http_code}}\\n' https://{NAME}{path}"
+    loop = f"for i in $(seq {count}); do {one}; done"
+    return host.run(loop).stdout.split()
+
+
+def test_api_rate_limited(host):
+    # Scenario: 1 request/s with a burst of 5 on /api/.
+    codes = status_codes(host, "/api/v1/predict", 15)
+    assert codes[0] == "200"
+    assert "429" in codes
+    assert set(status_codes(host, "/status", 15)) == {"200"}
+
+
+def test_tls_key_private(host):
+    key = host.file("/etc/nginx/tls/calculator-web.key")
+    assert key.user == "root"
+    assert key.mode == 0o600
+
+
+def test_self_signed_certificate_names_the_site(host):
+    subject = host.run("openssl x509 -noout -ext subjectAltName -in /etc/nginx/tls/calculator-web.crt")
+    assert f"DNS:{NAME}" in subject.stdout
+
+
+def test_broken_configuration_never_went_live(host):
+    """side_effect.yml pushed an invalid directive: it must be nowhere in the live configuration."""
+    assert "tfsp_no_such_directive" not in host.run("nginx -T").stdout
+    assert host.run("systemctl is-failed nginx").stdout.strip() == "active"
