@@ -1,0 +1,169 @@
+"""The web tier on one host: gunicorn under systemd behind nginx, observed from outside."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+NAME = f"calc-{os.environ.get('MOLECULE_DISTRO', 'bookworm')}"
+SOCKET = "/run/calculator-web/gunicorn.sock"
+RESOLVE = f"--resolve {NAME}:443:127.0.0.1 --resolve {NAME}:80:127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def secret_key() -> str:
+    key = (
+        os.environ.get("CALCULATOR_WEB_TEST_SECRET_KEY")
+        or (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "test-secret-key").read_text().split()[0]
+    )
+    assert len(key) >= 20
+    return key
+
+
+def curl(host, args: str):
+    return host.run(f"curl -sk --max-time 10 {RESOLVE} {args}")
+
+
+def test_socket_and_service_active(host):
+    assert host.service("calculator-web.socket").is_running
+    assert host.service("calculator-web.socket").is_enabled
+    assert host.service("calculator-web.service").is_running
+    assert host.service("calculator-web.service").is_enabled
+    assert host.service("nginx").is_running
+
+
+def test_socket_owned_for_nginx(host):
+    socket = host.file(SOCKET)
+    assert socket.is_socket
+    assert socket.user == "calculator-web"
+    assert socket.group == "www-data"
+    assert socket.mode == 0o660
+
+
+def test_health_through_socket(host):
+    result = host.run(
+        f"curl -s --max-time 10 --unix-socket {SOCKET} -w ' %{{http_code}}' http://localhost/healthz"
+    )
+    assert result.stdout.endswith(" 200"), result.stdout
+
+
+def test_health_through_nginx(host):
+    result = curl(host, f"-o /dev/null -w '%{{http_code}}' https://{NAME}/healthz")
+    assert result.stdout == "200"
+
+
+def test_home_page_through_nginx_with_security_headers(host):
+    result = curl(host, f"-D - -o /dev/null https://{NAME}/")
+    lines = result.stdout.lower().splitlines()
+    assert lines[0].split()[1] == "200", result.stdout
+    assert "x-frame-options: deny" in lines
+    assert sum(line.startswith("x-frame-options") for line in lines) == 1
+    assert any(line.startswith("strict-transport-security: max-age=") for line in lines)
+
+
+def test_django_sees_https_through_nginx(host):
+    # A plain-HTTP request on the socket is redirected by Django; through nginx
+    # X-Forwarded-Proto says https, so no redirect loop.
+    direct = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --unix-socket {SOCKET} http://localhost/")
+    assert direct.stdout == "301"
+    assert curl(host, f"-o /dev/null -w '%{{http_code}}' https://{NAME}/").stdout == "200"
+
+
+def test_http_redirects_to_https(host):
+    result = curl(host, f"-o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{NAME}/status")
+    assert result.stdout == f"301 https://{NAME}/status"
+
+
+def test_unknown_host_dropped(host):
+    assert host.run("curl -s --max-time 10 -H 'Host: evil.example' http://127.0.0.1/").rc == 52
+
+
+def test_collected_static_served_by_nginx_with_long_cache(host):
+    listing = host.run("find /var/lib/calculator-web/static -type f -name '*.css' -printf '%P\\n'")
+    found = listing.stdout.split()
+    assert found, "collectstatic left no CSS file"
+    result = curl(host, f"-D - -o /dev/null https://{NAME}/static/{found[0]}")
+    assert " 200" in result.stdout.splitlines()[0]
+    assert "cache-control: max-age=2592000" in result.stdout.lower()
+
+
+def test_environment_file_root_only(host, secret_key):
+    env = host.file("/etc/calculator-web/env")
+    assert env.user == "root"
+    assert env.group == "root"
+    assert env.mode == 0o600
+    assert f'DJANGO_SECRET_KEY="{secret_key}"' in env.content_string
+    # The app user cannot read it; systemd hands the values to the service.
+    assert host.run("runuser -u calculator-web -- cat /etc/calculator-web/env").rc != 0
+
+
+def test_secret_not_in_process_list(host, secret_key):
+    listing = host.run("ps auxww").stdout
+    assert "gunicorn" in listing
+    assert secret_key not in listing
+
+
+def test_secret_not_in_journal(host, secret_key):
+    journal = host.run("journalctl --no-pager -o cat").stdout
+    assert "calculator" in journal
+    assert secret_key not in journal
+
+
+def test_secret_not_in_ansible_output(secret_key):
+    log = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.log").read_text(errors="replace")
+    assert "Write the environment file" in log
+    assert secret_key not in log
+
+
+def test_no_tensorflow_on_web_host(host):
+    result = host.run("/opt/calculator-web/venv/bin/python -c 'import tensorflow'")
+    assert result.rc != 0
+    python = "/opt/calculator-web/venv/bin/python"
+    assert "grpcio" in host.run(f"{python} -m pip list").stdout
+    assert host.run(f"{python} -c 'import tensorflow_serving.apis.predict_pb2'").rc == 0
+
+
+def test_workers_follow_cpu_count(host):
+    cpus = int(host.run("nproc").stdout)
+    workers = host.run("pgrep -f -c '^gunicorn: worker'").stdout.strip()
+    assert int(workers) == 2 * cpus + 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("Type", "notify"),
+        ("Restart", "on-failure"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("User", "calculator-web"),
+    ],
+)
+def test_service_sandboxed(host, setting, value):
+    assert host.run(f"systemctl show -p {setting} --value calculator-web.service").stdout.strip() == value
+
+
+def test_reload_is_graceful(host):
+    master = host.run("systemctl show -p MainPID --value calculator-web.service").stdout.strip()
+    workers_before = set(host.run(f"pgrep -P {master}").stdout.split())
+    assert host.run("systemctl reload calculator-web.service").rc == 0
+    host.run("sleep 3")
+    assert host.run("systemctl show -p MainPID --value calculator-web.service").stdout.strip() == master
+    workers_after = set(host.run(f"pgrep -P {master}").stdout.split())
+    assert workers_after
+    assert not workers_before & workers_after
+    assert curl(host, f"-o /dev/null -w '%{{http_code}}' https://{NAME}/healthz").stdout == "200"
+
+
+def test_socket_activation_restarts_stopped_service(host):
+    assert host.run("systemctl stop calculator-web.service").rc == 0
+    result = host.run(
+        f"curl -s --max-time 20 -o /dev/null -w '%{{http_code}}' --unix-socket {SOCKET} http://localhost/healthz"
+    )
+    assert result.stdout == "200"
+    assert host.service("calculator-web.service").is_running
