@@ -1,0 +1,103 @@
+"""The gRPC services, on the generated servicers from tensorflow-serving-api."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
+
+from tf_serving_standin import metrics
+from tf_serving_standin.api import ServingApi
+from tf_serving_standin.errors import CODE_NUMBER, ServingError, from_exception
+
+log = logging.getLogger(__name__)
+
+
+def _call(api_name: str, fn: Callable, request, context: grpc.ServicerContext):
+    started = time.monotonic()
+    model = request.model_spec.name if request.HasField("model_spec") else ""
+    if not model and hasattr(request, "tasks") and request.tasks:
+        model = request.tasks[0].model_spec.name
+    status = "OK"
+    try:
+        return fn(request)
+    except ServingError as exc:
+        status = exc.code
+        log.debug("%s failed: %s", api_name, exc)
+        context.abort(exc.grpc_code, exc.message)
+    except Exception as exc:
+        error = from_exception(exc, "INTERNAL")
+        status = error.code
+        log.exception("%s failed", api_name)
+        context.abort(error.grpc_code, error.message)
+    finally:
+        metrics.request(model, api_name, "GRPC", status, time.monotonic() - started)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService."""
+
+    def __init__(self, api: ServingApi) -> None:
+        self.api = api
+
+    def Predict(self, request, context):
+        return _call("predict", self.api.predict, request, context)
+
+    def Classify(self, request, context):
+        return _call("classify", self.api.classify, request, context)
+
+    def Regress(self, request, context):
+        return _call("regress", self.api.regress, request, context)
+
+    def MultiInference(self, request, context):
+        return _call("multi_inference", self.api.multi_inference, request, context)
+
+    def GetModelMetadata(self, request, context):
+        return _call("get_model_metadata", self.api.get_model_metadata, request, context)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService."""
+
+    def __init__(self, api: ServingApi, reload_config: Callable) -> None:
+        self.api = api
+        self.reload_config = reload_config
+
+    def GetModelStatus(self, request, context):
+        return _call("get_model_status", self.api.get_model_status, request, context)
+
+    def HandleReloadConfigRequest(self, request, context):
+        # TF Serving answers OK at the RPC level and reports the outcome in the status field.
+        response = model_service_pb2.ReloadConfigResponse()
+        try:
+            self.reload_config(request.config)
+            response.status.CopyFrom(status_pb2.StatusProto(error_code=0))
+        except Exception as exc:
+            error = from_exception(exc)
+            log.error("Reload config failed: %s", error)
+            response.status.CopyFrom(
+                status_pb2.StatusProto(error_code=CODE_NUMBER[error.code], error_message=error.message)
+            )
+        return response
+
+
+def create_server(port: int, api: ServingApi, reload_config: Callable, max_threads: int) -> grpc.Server:
+    """Build (not start) the gRPC server listening on 0.0.0.0:port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_threads or 16, thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(api), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api, reload_config), server)
+    if server.add_insecure_port(f"0.0.0.0:{port}") == 0:
+        raise ServingError("UNAVAILABLE", f"Failed to bind gRPC port {port}")
+    return server
