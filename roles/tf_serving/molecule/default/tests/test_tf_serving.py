@@ -1,0 +1,176 @@
+"""TF Serving runs in Docker on the test host, serves the shipped versions and answers gRPC and REST."""
+
+import hashlib
+import json
+import os
+import pathlib
+
+import grpc
+import pytest
+import requests
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+CONTAINER = "tf-serving"
+MODEL_BASE = "/srv/tf-serving/models"
+EXPORT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "../../build/models/calculator/1"
+
+
+@pytest.fixture(scope="module")
+def address(host):
+    """The test host's address, where the role published the ports."""
+    return host.interface("eth0").addresses[0]
+
+
+@pytest.fixture(scope="module")
+def channel(address):
+    with grpc.insecure_channel(f"{address}:8500") as grpc_channel:
+        yield grpc_channel
+
+
+@pytest.fixture(scope="module")
+def container(host):
+    result = host.run(f"docker inspect {CONTAINER}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+@pytest.fixture(scope="module")
+def updated(host):
+    """The container as recorded by side_effect before it deployed version 2."""
+    record = host.file("/root/tf-serving-before-update.json")
+    if not record.exists:
+        pytest.skip("side_effect (the version 2 update) has not run")
+    return json.loads(record.content_string)
+
+
+def float_tensor(values: list[float]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
+        ),
+        float_val=values,
+    )
+
+
+def predict(channel, signature: str, a: list[float], b: list[float], version=None, label=None) -> list[float]:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "calculator"
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    request.inputs["a"].CopyFrom(float_tensor(a))
+    request.inputs["b"].CopyFrom(float_tensor(b))
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+    return list(response.outputs["result"].float_val)
+
+
+def test_container_runs_healthy_with_init_and_restart_policy(container):
+    assert container["State"]["Running"] is True
+    assert container["State"]["Health"]["Status"] in ("healthy", "starting")
+    assert container["HostConfig"]["Init"] is True
+    assert container["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert container["HostConfig"]["Memory"] == 2 * 1024**3
+
+
+def test_ports_bound_to_the_configured_address_only(container, address):
+    bindings = container["HostConfig"]["PortBindings"]
+    assert bindings["8500/tcp"] == [{"HostIp": address, "HostPort": "8500"}]
+    assert bindings["8501/tcp"] == [{"HostIp": address, "HostPort": "8501"}]
+
+
+def test_server_reads_the_model_config_file_and_polls_it(container):
+    args = container["Args"]
+    assert "--model_config_file=/etc/tf-serving/models.config" in args
+    assert "--model_config_file_poll_wait_seconds=2" in args
+    assert "--monitoring_config_file=/etc/tf-serving/monitoring.config" in args
+
+
+def test_model_config_lists_both_models_with_their_policies(host):
+    config = host.file("/etc/tf-serving/models.config").content_string
+    assert 'name: "calculator"' in config
+    assert "latest { num_versions: 2 }" in config
+    assert 'name: "calculator_pinned"' in config
+    assert "versions: 1" in config
+
+
+def test_shipped_version_matches_the_export(host):
+    for path in EXPORT.rglob("*"):
+        if path.is_file():
+            remote = host.file(f"{MODEL_BASE}/calculator/1/{path.relative_to(EXPORT)}")
+            assert remote.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), path
+
+
+def test_no_half_copied_versions_left(host):
+    assert host.file(f"{MODEL_BASE}/.staging").listdir() == []
+
+
+def test_rest_reports_every_model_available(address):
+    for model in ("calculator", "calculator_pinned"):
+        status = requests.get(f"http://{address}:8501/v1/models/{model}", timeout=5).json()
+        states = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
+        assert states.get("1") == "AVAILABLE", status
+
+
+def test_rest_predict_returns_the_sum(address):
+    response = requests.post(
+        f"http://{address}:8501/v1/models/calculator:predict",
+        json={"signature_name": "add", "inputs": {"a": [1.5, 2.0], "b": [2.5, -7.0]}},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"] == [4.0, -5.0]
+
+
+def test_grpc_predict_returns_the_sum(channel):
+    assert predict(channel, "add", [3.0, 10.0], [4.0, 0.5]) == [7.0, 10.5]
+
+
+def test_grpc_predict_multiplies(channel):
+    assert predict(channel, "multiply", [3.0], [-4.0]) == [-12.0]
+
+
+def test_grpc_model_status_available(channel):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "calculator_pinned"
+    response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+    assert [(v.version, v.state) for v in response.model_version_status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    ]
+
+
+def test_prometheus_metrics_served(address):
+    response = requests.get(f"http://{address}:8501/monitoring/prometheus/metrics", timeout=5)
+    assert response.status_code == 200
+    assert ":tensorflow:serving:" in response.text
+
+
+def test_update_kept_the_same_container(container, updated):
+    assert container["Id"] == updated["id"]
+    assert container["State"]["StartedAt"] == updated["started_at"]
+
+
+def test_update_serves_version_2(channel, address, updated):
+    status = requests.get(f"http://{address}:8501/v1/models/calculator", timeout=5).json()
+    states = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
+    assert states.get("2") == "AVAILABLE", status
+    assert predict(channel, "add", [20.0], [22.0], version=2) == [42.0]
+
+
+def test_update_moved_the_stable_label(channel, address, updated):
+    status = requests.get(f"http://{address}:8501/v1/models/calculator/labels/stable", timeout=5).json()
+    assert status["model_version_status"][0]["version"] == "2", status
+    assert predict(channel, "add", [1.0], [1.0], label="stable") == [2.0]
+
+
+def test_update_shipped_version_2_completely(host, updated):
+    assert host.file(f"{MODEL_BASE}/calculator/2/saved_model.pb").exists
+    assert host.file(f"{MODEL_BASE}/calculator/1/saved_model.pb").exists
