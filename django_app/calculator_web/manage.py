@@ -9,9 +9,13 @@ import sys
 def main() -> None:
     """Run a Django management command (check --deploy, collectstatic, ...)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "calculator_web.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as error:  # a configuration mistake: one line, no traceback
+        sys.exit(f"calculator-web-manage: configuration error: {error}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from tfsp_client import ServingError, UpstreamRejected
 
 from calculator_web import serving
@@ -14,7 +14,7 @@ from calculator_web.forms import CalculatorForm
 from calculator_web.operands import OPERATIONS, OperandError
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     """The calculator: a GET form (results are shareable links, no cookies needed)."""
     submitted = any(key in request.GET for key in ("a", "b", "operation"))
@@ -39,7 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "calculator_web/home.html", context, status=status)
 
 
-@require_GET
+@require_safe
 def status(request: HttpRequest) -> HttpResponse:
     """Each TF Serving host's view of the model, and the model's signatures."""
     client = serving.get_client()

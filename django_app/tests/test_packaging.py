@@ -88,6 +88,7 @@ def test_missing_secret_key_is_one_clear_line(tmp_path):
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_collectstatic_writes_hashed_assets(tmp_path):
