@@ -56,10 +56,12 @@ class Container:
 
 def _host_port(name: str, port: int) -> str:
     out = docker("port", name, f"{port}/tcp").stdout.strip().splitlines()[0]
-    return out.replace("0.0.0.0", "127.0.0.1")
+    return out.replace("0.0.0.0", "127.0.0.1")  # noqa: S104 - reading docker port output
 
 
-def start_container(model_base: Path, *args: str, env: dict[str, str] | None = None, label: str = "x") -> Container:
+def start_container(
+    model_base: Path, *args: str, env: dict[str, str] | None = None, label: str = "x"
+) -> Container:
     """Start the image with the model base at /models and wait until gRPC answers GetModelStatus."""
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
@@ -87,7 +89,9 @@ def start_container(model_base: Path, *args: str, env: dict[str, str] | None = N
                 return container
             except grpc.RpcError:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"stand-in not ready in {STARTUP_TIMEOUT}s:\n{container.logs()}") from None
+                    raise AssertionError(
+                        f"stand-in not ready in {STARTUP_TIMEOUT}s:\n{container.logs()}"
+                    ) from None
                 time.sleep(0.5)
     except BaseException:
         stop_container(container)
@@ -107,7 +111,9 @@ def standin_image() -> str:
     if shutil.which("docker") is None:
         pytest.fail("docker CLI not found: the conformance tests need the Docker engine")
     if docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        subprocess.run([str(REPO_ROOT / "tests/images/build"), "tf-serving-standin"], check=True, timeout=1800)
+        subprocess.run(
+            [str(REPO_ROOT / "tests/images/build"), "tf-serving-standin"], check=True, timeout=1800
+        )
     return IMAGE
 
 

@@ -22,7 +22,9 @@ def test_flags_defaults_match_tf_serving() -> None:
 
 
 def test_flags_last_value_wins_and_bools() -> None:
-    options = flags.parse(["--rest_api_port=8501", "--model_name=a", "--model_base_path=/m", "--rest_api_port=0"])
+    options = flags.parse(
+        ["--rest_api_port=8501", "--model_name=a", "--model_base_path=/m", "--rest_api_port=0"]
+    )
     assert options.rest_api_port == 0
     assert flags.parse(["--model_base_path=/m", "--enable_model_warmup=false"]).enable_model_warmup is False
     assert flags.parse(["--model_base_path=/m", "--enable_batching"]).enable_batching is True
@@ -30,7 +32,12 @@ def test_flags_last_value_wins_and_bools() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--model_base_path=/m", "--no_such_flag=1"], ["--model_base_path=/m", "positional"], ["--port=abc"], []],
+    [
+        ["--model_base_path=/m", "--no_such_flag=1"],
+        ["--model_base_path=/m", "positional"],
+        ["--port=abc"],
+        [],
+    ],
 )
 def test_flags_reject_unknown_or_bad(argv: list[str]) -> None:
     with pytest.raises(flags.FlagError):
@@ -54,7 +61,8 @@ def test_model_config_text_format_and_validation() -> None:
     with pytest.raises(errors.ServingError):
         config.validate_model_config(duplicate)
     bad_label = config.parse_model_config(
-        "model_config_list { config { name: 'a' base_path: '/a' version_labels { key: 'no-dash' value: 1 } } }"
+        "model_config_list { config { name: 'a' base_path: '/a' "
+        "version_labels { key: 'no-dash' value: 1 } } }"
     )
     with pytest.raises(errors.ServingError, match="Invalid label name"):
         config.validate_model_config(bad_label)
@@ -110,8 +118,10 @@ def test_json_row_format_named_inputs() -> None:
     doc = {"instances": [{"a": 1, "b": 2.5}, {"a": 3, "b": float("nan")}]}
     assert rest.fill_predict_request(doc, infos, request) == "row"
     a, b = (tf.make_ndarray(request.inputs[key]) for key in ("a", "b"))
-    assert a.dtype == np.float32 and a.tolist() == [1.0, 3.0]
-    assert b[0] == 2.5 and math.isnan(b[1])
+    assert a.dtype == np.float32
+    assert a.tolist() == [1.0, 3.0]
+    assert b[0] == 2.5
+    assert math.isnan(b[1])
 
 
 def test_json_types_are_checked() -> None:
@@ -122,7 +132,8 @@ def test_json_types_are_checked() -> None:
     with pytest.raises(errors.ServingError):
         rest.json_to_ndarray([[1.0], [1.0, 2.0]], types_pb2.DT_FLOAT)
     nan = rest.json_to_ndarray([float("nan"), float("inf")], types_pb2.DT_FLOAT)
-    assert math.isnan(nan[0]) and math.isinf(nan[1])
+    assert math.isnan(nan[0])
+    assert math.isinf(nan[1])
     data = rest.json_to_ndarray([{"b64": "aGVsbG8="}, "plain"], types_pb2.DT_STRING)
     assert list(data) == [b"hello", b"plain"]
 

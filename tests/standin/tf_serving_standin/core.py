@@ -57,6 +57,7 @@ class Model:
     versions: dict[int, VersionEntry] = dataclasses.field(default_factory=dict)
     labels: dict[str, int] = dataclasses.field(default_factory=dict)
     warned_empty: bool = False
+    failed_while_aspired: set[int] = dataclasses.field(default_factory=set)
 
 
 def disk_versions(base_path: str) -> list[int]:
@@ -242,17 +243,15 @@ class ServerCore:
                 continue
             model.warned_empty = False
             aspired = aspired_versions(model.config, on_disk)
+            # A version that failed is not retried while it stays aspired (as the real manager).
+            model.failed_while_aspired &= aspired
             for version in sorted(aspired):
                 entry = model.versions.get(version)
                 if entry is not None and entry.state in (State.AVAILABLE, State.LOADING):
                     continue
-                if entry is not None and entry.error_code != "OK":
-                    continue  # failed while aspired: not retried until it stops being aspired
+                if version in model.failed_while_aspired:
+                    continue
                 self._load(model, version)
-            for version, entry in list(model.versions.items()):
-                if version not in aspired and entry.state == State.END and entry.error_code != "OK":
-                    entry.error_code, entry.error_message = "OK", ""  # may be retried if aspired again
-                    del model.versions[version]
             any_aspired_available = any(
                 model.versions.get(v) is not None and model.versions[v].state == State.AVAILABLE
                 for v in aspired
@@ -288,6 +287,7 @@ class ServerCore:
             with self._lock:
                 entry.state = State.END
                 entry.error_code, entry.error_message = error.code, error.message
+                model.failed_while_aspired.add(version)
             metrics.model_load(name, str(path), error.code)
             return
         with self._lock:

@@ -376,8 +376,8 @@ class RestApi:
             return _STATUS.fullmatch(path), "status"
         return None, ""
 
-    def process(self, method: str, path: str, body: bytes) -> tuple[int, str, str, str]:
-        """Return (HTTP status, body, model name, API name)."""
+    def process(self, method: str, path: str, body: bytes) -> tuple[int, str, str, str, str]:
+        """Return (HTTP status, body, model name, API name, status code name)."""
         model, api_name = "", "unknown"
         try:
             match, kind = self.handle(method, path)
@@ -413,13 +413,13 @@ class RestApi:
                     result = json_format.MessageToJson(
                         self.api.get_model_status(request), always_print_fields_with_no_presence=True
                     )
-            return 200, result, model, api_name
+            return 200, result, model, api_name, "OK"
         except ServingError as exc:
-            return exc.http_status, json.dumps({"error": exc.message}), model, api_name
+            return exc.http_status, json.dumps({"error": exc.message}), model, api_name, exc.code
         except Exception as exc:
             log.exception("REST request failed")
             error = from_exception(exc, "INTERNAL")
-            return error.http_status, json.dumps({"error": error.message}), model, api_name
+            return error.http_status, json.dumps({"error": error.message}), model, api_name, error.code
 
     def _predict(self, spec: model_pb2.ModelSpec, doc: dict) -> str:
         servable = self.api.core.servable(spec)
@@ -498,9 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
                     404, json.dumps({"error": f"Not found: {self.command} {path}"}), "application/json"
                 )
                 return
-            status, text, model, api_name = self.server.rest_api.process(self.command, path, body)
+            status, text, model, api_name, code = self.server.rest_api.process(self.command, path, body)
             self._reply(status, text, "application/json")
-            code = "OK" if status == 200 else str(status)
             metrics.request(model, api_name, "REST", code, time.monotonic() - started)
         finally:
             self.busy = False
