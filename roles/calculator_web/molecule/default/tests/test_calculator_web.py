@@ -96,6 +96,7 @@ def test_environment_file_root_only(host, secret_key):
     assert env.mode == 0o600
     assert f'DJANGO_SECRET_KEY="{secret_key}"' in env.content_string
     # The app user cannot read it; systemd hands the values to the service.
+    assert host.run("runuser -u calculator-web -- cat /etc/hostname").rc == 0
     assert host.run("runuser -u calculator-web -- cat /etc/calculator-web/env").rc != 0
 
 
@@ -127,7 +128,8 @@ def test_no_tensorflow_on_web_host(host):
 
 def test_workers_follow_cpu_count(host):
     cpus = int(host.run("nproc").stdout)
-    workers = host.run("pgrep -f -c '^gunicorn: worker'").stdout.strip()
+    master = host.run("systemctl show -p MainPID --value calculator-web.service").stdout.strip()
+    workers = host.run(f"pgrep -c -P {master}").stdout.strip()
     assert int(workers) == 2 * cpus + 1
 
 
