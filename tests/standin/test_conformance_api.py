@@ -414,7 +414,7 @@ def test_warmup_records_replayed_on_load(server):
         assert f"/models/calculator/{version}. Number of warmup records read: 6." in logs
 
 
-def test_gpu_free_float_val_encoding(predict_stub):
+def test_predict_batch_keeps_float_val_order(predict_stub):
     # Bigger batch: the response still uses float_val, in order.
     values = np.arange(100, dtype=np.float32)
     response = predict_stub.Predict(predict_request(values, values, "add"), timeout=10)

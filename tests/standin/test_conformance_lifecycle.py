@@ -184,10 +184,11 @@ def test_label_moved_by_config_reload(stubs):
     assert response.status.error_code == 0, response.status.error_message
     assert predict_stub.Predict(add_request("stable"), timeout=10).model_spec.version.value == 2
 
-    # A label may only point at an available version (serving_config.md).
-    response = reload(model_stub, config.replace("{labels}", 'version_labels { key: "stable" value: 3 }'))
-    assert response.status.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
-    assert "not currently available for inference" in response.status.error_message
+    # A label may only point at an available version (serving_config.md); the RPC fails.
+    with pytest.raises(grpc.RpcError) as info:
+        reload(model_stub, config.replace("{labels}", 'version_labels { key: "stable" value: 3 }'))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not currently available for inference" in info.value.details()
     assert predict_stub.Predict(add_request("stable"), timeout=10).model_spec.version.value == 2
 
 

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 def _call(api_name: str, fn: Callable, request, context: grpc.ServicerContext):
     started = time.monotonic()
-    model = request.model_spec.name if request.HasField("model_spec") else ""
-    if not model and hasattr(request, "tasks") and request.tasks:
-        model = request.tasks[0].model_spec.name
+    if "model_spec" in request.DESCRIPTOR.fields_by_name:
+        model = request.model_spec.name
+    else:  # MultiInferenceRequest
+        model = request.tasks[0].model_spec.name if request.tasks else ""
     status = "OK"
     try:
         return fn(request)
@@ -76,17 +77,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return _call("get_model_status", self.api.get_model_status, request, context)
 
     def HandleReloadConfigRequest(self, request, context):
-        # TF Serving answers OK at the RPC level and reports the outcome in the status field.
+        # As model_service_impl.cc: the outcome goes into response.status *and* the RPC status.
         response = model_service_pb2.ReloadConfigResponse()
         try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                    "ModelConfigList is currently supported",
+                )
             self.reload_config(request.config)
-            response.status.CopyFrom(status_pb2.StatusProto(error_code=0))
         except Exception as exc:
             error = from_exception(exc)
-            log.error("Reload config failed: %s", error)
-            response.status.CopyFrom(
-                status_pb2.StatusProto(error_code=CODE_NUMBER[error.code], error_message=error.message)
-            )
+            log.error("ReloadConfig failed: %s", error)
+            context.abort(error.grpc_code, error.message)
+        response.status.CopyFrom(status_pb2.StatusProto(error_code=CODE_NUMBER["OK"]))
         return response
 
 
