@@ -1,0 +1,239 @@
+"""End to end: the stack site.yml built, as a user and an operator see it.
+
+The site is reached the way the demo reaches it: nginx on stack-web1, published
+on localhost:18443. TF Serving on the GPU-role hosts is the stand-in image
+(tests/standin), since the official image cannot be pulled here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import testinfra
+import urllib3
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+SITE = "https://localhost:18443"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SCREENSHOT_DIR = REPO_ROOT / "docs" / "screenshots"
+SERVING_HOSTS = ["stack-tfs1", "stack-tfs2"]
+WEB_HOSTS = ["stack-web1", "stack-web2"]
+
+
+def _host(name: str):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+def _site_session() -> requests.Session:
+    """A client of the site; its certificate is the self-signed one the nginx role made."""
+    session = requests.Session()
+    session.verify = False
+    return session
+
+
+def _predict(operation="add", a=3, b=4, session: requests.Session | None = None) -> requests.Response:
+    payload = {"operation": operation, "a": a, "b": b}
+    return (session or _site_session()).post(f"{SITE}/api/v1/predict", json=payload, timeout=10)
+
+
+def _serving_state(host_name: str) -> dict:
+    """TF Serving's model status, asked on the serving host itself (REST port)."""
+    result = _host(host_name).run("curl -sf http://$(hostname -I | cut -d' ' -f1):8501/v1/models/calculator")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _wait_serving(host_name: str, version: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = _serving_state(host_name)
+            states = {int(v["version"]): v["state"] for v in last["model_version_status"]}
+            if states.get(version) == "AVAILABLE":
+                return
+        except AssertionError:
+            pass
+        time.sleep(2)
+    pytest.fail(f"{host_name}: version {version} not AVAILABLE within {timeout}s; last status {last}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1280,900"):
+        options.add_argument(argument)
+    # The site's certificate is self-signed.
+    options.add_argument("--ignore-certificate-errors")
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def test_browser_computes_3_plus_4(browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{SITE}/")
+    browser.find_element(By.ID, "id_a").send_keys("3")
+    Select(browser.find_element(By.ID, "id_operation")).select_by_value("add")
+    browser.find_element(By.ID, "id_b").send_keys("4")
+    browser.find_element(By.ID, "calculate").click()
+    assert browser.find_element(By.ID, "answer").text.strip() == "7"
+    assert browser.find_element(By.ID, "model-version").text.strip() == "1"
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT_DIR / "home.png"))
+
+
+def test_browser_status_page_lists_both_serving_hosts(browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{SITE}/status")
+    hosts = browser.find_element(By.ID, "hosts").text
+    for name in SERVING_HOSTS:
+        assert name in hosts
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT_DIR / "status.png"))
+
+
+@pytest.mark.parametrize(
+    ("operation", "a", "b", "expected"),
+    [
+        ("add", [1, 2.5], [3, -4], [4, -1.5]),
+        ("subtract", 10, 4, 6),
+        ("multiply", [-2, 3], [8, 0.5], [-16, 1.5]),
+    ],
+)
+def test_json_api_through_nginx_over_https(operation, a, b, expected):
+    response = _predict(operation, a, b)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["result"] == expected
+    assert int(body["model_version"]) == 1
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_bad_input_is_a_400_with_a_message():
+    response = _predict("add", [1, 2], [1])
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_plain_http_redirects_to_https():
+    web1 = _host("stack-web1")
+    result = web1.run(
+        "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: localhost' http://127.0.0.1/"
+    )
+    code, location = result.stdout.split(" ", 1)
+    assert code == "301"
+    assert location.startswith("https://localhost")
+
+
+def test_requests_keep_succeeding_with_one_serving_host_stopped():
+    stopped = _host("stack-tfs1")
+    assert stopped.run("docker stop --time 10 tf-serving").rc == 0
+    try:
+        session = _site_session()
+        answers = [_predict(a=i, b=1, session=session) for i in range(40)]
+        failures = [r.text for r in answers if r.status_code != 200]
+        assert failures == []
+        assert [r.json()["result"] for r in answers] == [i + 1 for i in range(40)]
+    finally:
+        assert stopped.run("docker start tf-serving").rc == 0
+        _wait_serving("stack-tfs1", 1)
+
+
+class _LoadLoop(threading.Thread):
+    """Sends predictions through nginx until stopped (bounded in count and time)."""
+
+    def __init__(self, max_requests: int = 20_000, max_seconds: float = 900):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        self.ok = 0
+        self.failures: list[str] = []
+        self.versions: list[int] = []
+
+    def run(self) -> None:
+        session = _site_session()
+        started = time.monotonic()
+        while not self.stop.is_set() and self.ok + len(self.failures) < self.max_requests:
+            if time.monotonic() - started > self.max_seconds:
+                break
+            try:
+                response = _predict(session=session)
+            except requests.RequestException as error:
+                self.failures.append(repr(error))
+                continue
+            if response.status_code == 200 and response.json()["result"] == 7:
+                self.ok += 1
+                self.versions.append(int(response.json()["model_version"]))
+            else:
+                self.failures.append(f"{response.status_code} {response.text[:200]}")
+            time.sleep(0.05)
+
+
+def test_rollout_of_version_2_under_load_drops_nothing():
+    model_source = Path(os.environ["TFSP_MODEL_SOURCE"])
+    export = subprocess.run(
+        [
+            *(str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "model_src.export"),
+            *("--model-base", str(model_source.parent), "--name", model_source.name, "--version", "2"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert export.returncode == 0, export.stderr
+
+    load = _LoadLoop()
+    load.start()
+    try:
+        time.sleep(2)
+        rollout = subprocess.run(
+            [
+                *("ansible-playbook", "playbooks/deploy_model.yml"),
+                *("-i", os.environ["MOLECULE_INVENTORY_FILE"]),
+                *("-e", "tf_serving_rollout_model=calculator", "-e", "tf_serving_rollout_version=2"),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        time.sleep(5)
+    finally:
+        load.stop.set()
+        load.join(timeout=30)
+    assert rollout.returncode == 0, rollout.stdout[-4000:] + rollout.stderr[-2000:]
+    assert load.failures == [], load.failures[:10]
+    assert load.ok > 50
+    assert load.versions[-1] == 2
+    for name in SERVING_HOSTS:
+        _wait_serving(name, 2, timeout=5)
+
+
+@pytest.mark.parametrize("port", [8500, 8501])
+def test_only_web_hosts_reach_tf_serving(port):
+    target = "stack-tfs2"
+    for name in WEB_HOSTS:
+        reached = _host(name).run(f"timeout 5 bash -c '</dev/tcp/{target}/{port}'")
+        assert reached.rc == 0, f"{name} cannot reach {target}:{port}: {reached.stderr}"
+    blocked = _host("stack-outsider").run(f"timeout 5 bash -c '</dev/tcp/{target}/{port}'")
+    assert blocked.rc != 0, f"stack-outsider reached {target}:{port}"
