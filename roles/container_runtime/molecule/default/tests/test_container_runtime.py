@@ -39,6 +39,11 @@ def test_daemon_json_keeps_existing_settings(daemon_json):
     assert daemon_json["log-opts"]["labels"] == "service"
 
 
+def test_daemon_environment_drop_in(host):
+    drop_in = host.file("/etc/systemd/system/docker.service.d/environment.conf")
+    assert 'Environment="DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"' in drop_in.content_string.splitlines()
+
+
 def test_no_nvidia_default_runtime_without_gpu(daemon_json):
     assert "default-runtime" not in daemon_json
 
