@@ -100,3 +100,14 @@ def test_collectstatic_writes_hashed_assets(tmp_path):
     static = tmp_path / "static"
     assert (static / "staticfiles.json").is_file()
     assert list(static.glob("calculator_web/style.*.css"))
+
+
+def test_protobuf_runtime_is_not_older_than_the_gencode():
+    import tensorflow_serving.apis.predict_pb2 as predict_pb2
+    from google.protobuf import __version__ as runtime
+
+    header = Path(predict_pb2.__file__).read_text().split("# Protobuf Python Version: ")[1].split()[0]
+    gencode = tuple(int(part) for part in header.split("."))
+    assert tuple(int(part) for part in runtime.split(".")[:3]) >= gencode
+    requires = " ".join(importlib.metadata.requires("tfsp-serving-protos"))
+    assert f"protobuf<8,>={header}" in requires
