@@ -31,13 +31,19 @@ v1 = tf.compat.v1
 _OPERATIONS = {"add": tf.add, "subtract": tf.subtract, "multiply": tf.multiply}
 
 
-def _same_length(a: tf.Tensor, b: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """Return a and b gated on equal lengths, so [3] op [1] fails instead of broadcasting."""
+def _same_shape(a: tf.Tensor, b: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Return a and b checked to be vectors of one length, so [3] op [1] fails instead of broadcasting.
+
+    The checks run inside the graph, so they hold for every client of TF Serving, not
+    only for Python ones that check feeds against the signature.
+    """
+    a = tf.ensure_shape(a, [None], name=f"{name}_a_is_vector")
+    b = tf.ensure_shape(b, [None], name=f"{name}_b_is_vector")
     check = v1.assert_equal(
-        tf.size(a),
-        tf.size(b),
+        tf.shape(a),
+        tf.shape(b),
         message=f"{name}: inputs a and b must have the same length",
-        name=f"{name}_check",
+        name=f"{name}_same_length",
     )
     with tf.control_dependencies([check]):
         return tf.identity(a), tf.identity(b)
@@ -46,7 +52,7 @@ def _same_length(a: tf.Tensor, b: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.T
 def _predict_signature(operation: str, signature_name: str) -> tf.compat.v1.SignatureDef:
     a = v1.placeholder(tf.float32, shape=[None], name=f"{signature_name}_a")
     b = v1.placeholder(tf.float32, shape=[None], name=f"{signature_name}_b")
-    checked_a, checked_b = _same_length(a, b, signature_name)
+    checked_a, checked_b = _same_shape(a, b, signature_name)
     result = _OPERATIONS[operation](checked_a, checked_b, name=f"{signature_name}_result")
     return v1.saved_model.predict_signature_def(inputs={"a": a, "b": b}, outputs={"result": result})
 

@@ -1,0 +1,1 @@
+"""Tests of the calculator export (run: pytest model_src)."""
