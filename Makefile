@@ -80,7 +80,7 @@ test: setup images lint models standin-image web-venv ## the whole suite, as CI 
 test-all: ## the whole suite with every scenario on Debian 12 and 13
 	$(MAKE) test MOLECULE_MATRIX=all
 
-demo: setup images models ## bring the stack up on local containers and print the URL
+demo: setup images models standin-image web-venv ## bring the stack up on local containers and print the URL
 	tests/demo/up
 
 demo-down: ## tear the local demo stack down
