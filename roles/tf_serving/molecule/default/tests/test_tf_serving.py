@@ -24,7 +24,7 @@ EXPORT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "../../build/m
 @pytest.fixture(scope="module")
 def address(host):
     """The test host's address, where the role published the ports."""
-    return host.interface("eth0").addresses[0]
+    return next(addr for addr in host.interface("eth0").addresses if ":" not in addr)
 
 
 @pytest.fixture(scope="module")
