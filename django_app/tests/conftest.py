@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -20,6 +21,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STANDIN_IMAGE = os.environ.get("TFSP_STANDIN_IMAGE", "tfsp/tf-serving-standin:latest")
 MODEL_BASE = Path(os.environ.get("TFSP_TEST_MODEL_BASE", REPO_ROOT / "build" / "models"))
 MODEL_NAME = "calculator"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn SIGTERM (a CI timeout, a killed job) into an interrupt so the containers are still removed."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def free_port() -> int:
