@@ -107,7 +107,7 @@ def rpc_error(call, request) -> grpc.RpcError:
 
 @pytest.mark.parametrize(
     ("signature", "expected"),
-    [("", [5.0, 1.5]), ("add", [5.0, 1.5]), ("subtract", [-3.0, 5.5]), ("multiply", [4.0, -8.75])],
+    [("", [5.0, 1.5]), ("add", [5.0, 1.5]), ("subtract", [-3.0, 5.5]), ("multiply", [4.0, -7.0])],
 )
 def test_grpc_predict_signatures(predict_stub, signature, expected):
     response = predict_stub.Predict(predict_request([1.0, 3.5], [4.0, -2.0], signature), timeout=10)

@@ -9,7 +9,7 @@ from concurrent import futures
 
 import grpc
 from tensorflow_serving.apis import (
-    model_service_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
     status_pb2,
@@ -78,7 +78,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def HandleReloadConfigRequest(self, request, context):
         # As model_service_impl.cc: the outcome goes into response.status *and* the RPC status.
-        response = model_service_pb2.ReloadConfigResponse()
+        response = model_management_pb2.ReloadConfigResponse()
         try:
             if request.config.WhichOneof("config") != "model_config_list":
                 raise ServingError(

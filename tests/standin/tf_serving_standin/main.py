@@ -27,15 +27,17 @@ DRAIN_SECONDS = 10.0
 def _config_poller(core, path: str, wait: int, stop: threading.Event) -> None:
     from tf_serving_standin.config import read_model_config
 
-    last = core.config
+    # Like TF Serving's poll, a config that failed to apply (say, a label on a version
+    # still loading) is tried again on the next poll, until it applies.
+    applied = core.config
     while not stop.wait(wait):
         try:
             config = read_model_config(path)
-            if config == last:
+            if config == applied:
                 continue
-            log.info("Model config file %s changed; reloading", path)
-            last = config
+            log.info("Reloading model config file %s", path)
             core.reload(config)
+            applied = config
         except ServingError as exc:
             log.error("Reloading model config file %s failed: %s", path, exc)
 
