@@ -54,10 +54,14 @@ def check_model_name(name: str) -> str:
 
 
 def existing_versions(model_dir: Path) -> list[int]:
-    """Return the version numbers present in model_dir (integer-named directories), sorted."""
+    """Return the version numbers taken in model_dir, sorted.
+
+    Every integer-named entry counts, directory or not, so a new export never reuses
+    a number a server might already be tracking.
+    """
     if not model_dir.is_dir():
         return []
-    return sorted(int(child.name) for child in model_dir.iterdir() if child.name.isdigit() and child.is_dir())
+    return sorted(int(child.name) for child in model_dir.iterdir() if child.name.isdigit())
 
 
 def next_version(model_dir: Path) -> int:
