@@ -90,7 +90,6 @@ IMPLEMENTED = frozenset(
         "num_request_iterations_for_warmup",
         "version",
         "monitoring_config_file",
-        "enable_grpc_healthcheck_service",
         "grpc_max_threads",
     }
 )
