@@ -7,6 +7,7 @@ The tests run in file order and build on each other's state.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -160,9 +161,13 @@ def test_new_version_under_load_serves_without_failures(server, stubs):
     after = [v for t, v in results if t > first_v2 + 0.5]
     assert after
     assert set(after) == {2}
-    print(
-        f"version 2 served {first_v2 - published:.2f}s after it appeared; {len(results)} requests, 0 failed"
-    )
+    # Within one poll interval, plus the load and warmup time the server itself reports.
+    pattern = r"Successfully loaded servable version \{name: calculator version: 2\} in ([0-9.]+)s"
+    load = re.search(pattern, server.logs())
+    assert load, "the server did not log the load of version 2"
+    delay = first_v2 - published
+    assert delay <= POLL_SECONDS + float(load.group(1)) + 1.0
+    print(f"version 2 served {delay:.2f}s after it appeared (load {load.group(1)}s), {len(results)} requests")
     status = wait_for_state(model_stub, 1, "END", 10)
     assert status[2][0] == "AVAILABLE"
 
