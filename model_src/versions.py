@@ -24,6 +24,8 @@ from pathlib import Path
 MAX_VERSION = 2**63 - 1
 #: Model names become directory names; keep them to what TF Serving clients use.
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: A directory name TF Serving reads as a version (ASCII digits; str.isdigit also takes other scripts).
+_VERSION_NAME = re.compile(r"[0-9]+")
 #: Prefix of staging directories; never an integer, so TF Serving ignores them.
 STAGING_PREFIX = ".export-"
 
@@ -38,7 +40,7 @@ class VersionError(Exception):
 
 def parse_version(text: str) -> int:
     """Return text as a version number (a non-negative int64) or raise VersionError."""
-    if not re.fullmatch(r"[0-9]+", text.strip()):
+    if not _VERSION_NAME.fullmatch(text.strip()):
         raise VersionError(f"version must be a non-negative integer, got {text!r}")
     version = int(text)
     if version > MAX_VERSION:
@@ -61,7 +63,7 @@ def existing_versions(model_dir: Path) -> list[int]:
     """
     if not model_dir.is_dir():
         return []
-    return sorted(int(child.name) for child in model_dir.iterdir() if child.name.isdigit())
+    return sorted(int(child.name) for child in model_dir.iterdir() if _VERSION_NAME.fullmatch(child.name))
 
 
 def next_version(model_dir: Path) -> int:
