@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from conftest import add_version, make_model_base, rest_json
+from standin_support import add_version, make_model_base, rest_json
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,

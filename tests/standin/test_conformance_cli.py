@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import IMAGE, docker
+from standin_support import IMAGE, docker
 
 pytestmark = pytest.mark.docker
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 import requests
 import tensorflow as tf
-from conftest import add_version, docker, make_model_base, write_config
+from standin_support import add_version, docker, make_model_base, write_config
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
