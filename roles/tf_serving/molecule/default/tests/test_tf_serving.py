@@ -18,7 +18,8 @@ from tensorflow_serving.apis import (
 
 CONTAINER = "tf-serving"
 MODEL_BASE = "/srv/tf-serving/models"
-EXPORT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "../../build/models/calculator/1"
+# The controller-side source the role shipped version 1 from.
+SOURCE = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models/calculator/1"
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +103,12 @@ def test_model_config_lists_both_models_with_their_policies(host):
     assert "versions: 1" in config
 
 
-def test_shipped_version_matches_the_export(host):
-    for path in EXPORT.rglob("*"):
-        if path.is_file():
-            remote = host.file(f"{MODEL_BASE}/calculator/1/{path.relative_to(EXPORT)}")
-            assert remote.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), path
+def test_shipped_version_matches_the_source(host):
+    files = [path for path in SOURCE.rglob("*") if path.is_file()]
+    assert files, SOURCE
+    for path in files:
+        remote = host.file(f"{MODEL_BASE}/calculator/1/{path.relative_to(SOURCE)}")
+        assert remote.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), path
 
 
 def test_no_half_copied_versions_left(host):
