@@ -119,7 +119,7 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"export: error: {message}\n")
 
 
 def _version_argument(text: str) -> int:
