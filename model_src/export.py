@@ -50,6 +50,16 @@ def _check_version(version: int | None) -> int | None:
     return version
 
 
+def _check_free(model_dir: Path, name: str, version: int, force: bool) -> None:
+    """Refuse a taken version (unless force), and any spelling TF Serving reads as the same number."""
+    spellings = [path.name for path in model_dir.iterdir() if path.name.isascii() and path.name.isdigit()]
+    taken = [spelling for spelling in spellings if int(spelling) == version]
+    if taken and not force:
+        raise ExportError(f"version {version} of {name} already exists in {model_dir}; --force replaces it")
+    if any(spelling != str(version) for spelling in taken):
+        raise ExportError(f"version {version} of {name} exists in {model_dir} as {taken}; remove it first")
+
+
 def export_model(
     model_base: str | os.PathLike[str], name: str, version: int | None = None, force: bool = False
 ) -> Path:
@@ -64,8 +74,8 @@ def export_model(
         model_dir = prepare_model_dir(Path(model_base), name)
     except VersionError as error:
         raise ExportError(str(error)) from None
-    if version is not None and (model_dir / str(version)).exists() and not force:
-        raise ExportError(f"version {version} of {name} already exists in {model_dir}; --force replaces it")
+    if version is not None:
+        _check_free(model_dir, name, version, force)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from model_src.calculator import save_calculator  # TensorFlow loads only when needed

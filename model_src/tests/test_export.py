@@ -40,6 +40,14 @@ def test_existing_version_refused(first_export: WatchedExport) -> None:
     assert (first_export.version_dir / "saved_model.pb").stat().st_mtime_ns == before
 
 
+def test_other_spelling_of_a_version_refused(tmp_path: Path) -> None:
+    (tmp_path / MODEL_NAME / "007").mkdir(parents=True)
+    with pytest.raises(ExportError, match="already exists"):
+        export_model(tmp_path, MODEL_NAME, version=7)
+    with pytest.raises(ExportError, match="remove it first"):
+        export_model(tmp_path, MODEL_NAME, version=7, force=True)
+
+
 @pytest.fixture(scope="module")
 def versioned_base(tmp_path_factory: pytest.TempPathFactory, first_export: WatchedExport) -> Path:
     """A model base holding copies of the first export as versions 3 and 10 and a non-version."""
