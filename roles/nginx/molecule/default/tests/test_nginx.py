@@ -86,8 +86,11 @@ def test_unknown_server_name_refused_in_tls_handshake(host):
 
 
 def test_unknown_host_header_over_tls_dropped(host):
-    result = curl(host, f"-H 'Host: evil.example' https://{NAME}/")
-    assert result.rc == 52
+    result = curl(host, f"-H 'Host: evil.example' -w '%{{http_code}}' https://{NAME}/")
+    # Connection closed without any HTTP response: curl reports an empty reply
+    # (52) or, with newer curl/OpenSSL, a receive failure (56).
+    assert result.rc in (52, 56)
+    assert result.stdout == "000"
 
 
 def test_tls_12_and_13_accepted(host):
