@@ -35,20 +35,28 @@ def _host(name: str):
 
 
 def _site_session() -> requests.Session:
-    """A client of the site; its certificate is the self-signed one the nginx role made."""
-    session = requests.Session()
-    session.verify = False
-    return session
+    """A client of the site (keeps its connection alive between requests)."""
+    return requests.Session()
 
 
 def _predict(operation="add", a=3, b=4, session: requests.Session | None = None) -> requests.Response:
     payload = {"operation": operation, "a": a, "b": b}
-    return (session or _site_session()).post(f"{SITE}/api/v1/predict", json=payload, timeout=10)
+    # The site's certificate is the self-signed one the nginx role made. A
+    # per-request verify=False, since a CA bundle named in the environment
+    # would override the session's setting.
+    return (session or _site_session()).post(
+        f"{SITE}/api/v1/predict",
+        json=payload,
+        timeout=10,
+        verify=False,
+    )
 
 
 def _serving_state(host_name: str) -> dict:
     """TF Serving's model status, asked on the serving host itself (REST port)."""
-    result = _host(host_name).run("curl -sf http://$(hostname -I | cut -d' ' -f1):8501/v1/models/calculator")
+    # TF Serving publishes on the host's address on the stack network, which its
+    # own name resolves to (not the inner Docker bridge's).
+    result = _host(host_name).run("curl -sf http://$(hostname):8501/v1/models/calculator")
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)
 
