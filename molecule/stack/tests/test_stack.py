@@ -153,6 +153,8 @@ def test_plain_http_redirects_to_https():
 
 
 def test_requests_keep_succeeding_with_one_serving_host_stopped():
+    serving = [v for v in _serving_state("stack-tfs1")["model_version_status"] if v["state"] == "AVAILABLE"]
+    version = max(int(v["version"]) for v in serving)
     stopped = _host("stack-tfs1")
     assert stopped.run("docker stop --time 10 tf-serving").rc == 0
     try:
@@ -163,7 +165,7 @@ def test_requests_keep_succeeding_with_one_serving_host_stopped():
         assert [r.json()["result"] for r in answers] == [i + 1 for i in range(40)]
     finally:
         assert stopped.run("docker start tf-serving").rc == 0
-        _wait_serving("stack-tfs1", 1)
+        _wait_serving("stack-tfs1", version)
 
 
 class _LoadLoop(threading.Thread):
