@@ -16,7 +16,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MODEL_BASE := build/models
 STANDIN_ARCHIVE := build/images/tf-serving-standin.tar
 
-.PHONY: help setup system-deps venv web-venv images models standin-image lint test test-all unit molecule demo demo-down lock clean
+.PHONY: help setup system-deps venv web-venv images models standin-image lint test test-all unit molecule demo demo-down bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,10 @@ test-all: ## the whole suite with every scenario on Debian 12 and 13
 
 demo: setup images models standin-image web-venv ## bring the stack up on local containers and print the URL
 	tests/demo/up
+
+bench: venv ## benchmark the local stack (after `make demo`): writes results/
+	tests/images/build bench
+	cd tests/bench && TF_CPP_MIN_LOG_LEVEL=3 $(CURDIR)/$(VENV)/bin/python -m tfsp_bench $(BENCH_ARGS)
 
 demo-down: ## tear the local demo stack down
 	tests/demo/down

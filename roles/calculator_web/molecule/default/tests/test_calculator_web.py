@@ -120,7 +120,7 @@ def test_secret_not_in_ansible_output(secret_key):
 
 def test_no_tensorflow_on_web_host(host):
     python = "/opt/calculator-web/venv/bin/python"
-    packages = host.run(f"{python} -m pip list --format=freeze").stdout.lower()
+    packages = host.run("/opt/calculator-web/bin/pip list --format=freeze").stdout.lower()
     assert "grpcio==" in packages
     assert "tensorflow==" not in packages
     assert "tensorflow-cpu==" not in packages
@@ -128,6 +128,22 @@ def test_no_tensorflow_on_web_host(host):
     assert host.run(f"{python} -c 'import tensorflow_serving.apis.predict_pb2'").rc == 0
     assert host.run(f"{python} -c 'import tensorflow as tf; tf.constant'").rc != 0
     assert host.run(f"{python} -c 'import tensorflow.python'").rc != 0
+
+
+def test_virtualenv_holds_only_what_the_app_runs(host):
+    venv = "/opt/calculator-web/venv"
+    packages = host.run("/opt/calculator-web/bin/pip list --format=freeze").stdout.lower()
+    assert "django==" in packages
+    # No installer in the runtime virtualenv: pip runs from the system, aimed at it.
+    assert "pip==" not in packages
+    assert "setuptools==" not in packages
+    assert host.run(f"{venv}/bin/python -c 'import pip'").rc != 0
+    # Django's message catalogs are gone (USE_I18N is off); its locale formats stay.
+    catalogs = host.run(f"find {venv}/lib -path '*/django/*' -name LC_MESSAGES").stdout
+    assert catalogs == ""
+    assert host.run(f"{venv}/bin/python -c 'import django.conf.locale.de.formats'").rc == 0
+    size_kib = int(host.run(f"du -sk {venv}").stdout.split()[0])
+    assert size_kib < 80 * 1024, f"the web venv is {size_kib / 1024:.1f} MiB"
 
 
 def test_workers_follow_cpu_count(host):

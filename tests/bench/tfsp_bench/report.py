@@ -1,0 +1,242 @@
+"""The results folder: raw figures (JSON), a markdown table and a latency plot (PNG)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from .stats import LoadResult, added_latency
+
+LABELS = {
+    "grpc_direct": "TF Serving gRPC Predict, direct",
+    "rest_direct": "TF Serving REST predict, direct",
+    "django_grpc": "Django API via nginx, gRPC client",
+    "django_rest": "Django API via nginx, REST client",
+}
+TARGETS = {
+    "web_p50_added_ms": 2.0,  # the Django tier adds at most this at p50, concurrency 1
+    "rerun_share": 0.25,  # the idempotent re-run takes at most this share of the first run
+    "web_venv_mib": 80.0,  # the web venv stays under this
+}
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return "unknown"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        mem_kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "docker": _first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "storage_driver": _first_line(["docker", "info", "--format", "{{.Driver}}"]),
+        "python": platform.python_version(),
+        "commit": _first_line(["git", "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def results_for(results: list[LoadResult], key: str) -> dict[int, LoadResult]:
+    return {r.concurrency: r for r in results if r.target == key}
+
+
+def markdown(data: dict, results: list[LoadResult]) -> str:
+    m = data["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {data['finished']} by `make bench` on the local stack (`make demo`),",
+        f"commit {m['commit']}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']},",
+        f"Docker {m['docker']} ({m['storage_driver']}), Python {m['python']}. Every host of the stack, the",
+        "load generators and TF Serving (the stand-in, on TensorFlow's CPU kernels) share these CPUs, so",
+        "throughput is a floor of what separate machines give and the figures compare paths, not hardware.",
+        "",
+        f"Load: wrk (HTTP) and h2load (gRPC over HTTP/2), closed loop, {data['seconds']} s per run after a",
+        f"{data['warmup_seconds']} s warm-up, from web host {data['vantage']}'s network namespace.",
+        "Every request is `add 3 4`; answers were verified before the runs. Latency in ms.",
+        "",
+        "| path | concurrency | p50 | p90 | p99 | mean | throughput (req/s) | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {LABELS[r.target]} | {r.concurrency} | {_ms(r.p50_ms)} | {_ms(r.p90_ms)} | {_ms(r.p99_ms)} "
+            f"| {_ms(r.mean_ms)} | {r.throughput:.0f} | {r.errors} |"
+        )
+    lines += [
+        "",
+        "## What the web tier adds over a direct gRPC call",
+        "",
+        "Django API (nginx, gunicorn, Django, the app's client) minus TF Serving gRPC Predict direct,",
+        "same run.",
+        "",
+        "| client | concurrency | p50 added (ms) | p50 ratio | p99 added (ms) | p99 ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    direct = results_for(results, "grpc_direct")
+    for key in ("django_grpc", "django_rest"):
+        for c, r in sorted(results_for(results, key).items()):
+            if c in direct:
+                a = added_latency(r, direct[c])
+                lines.append(
+                    f"| {key.split('_')[1]} | {c} | {_ms(a['p50_diff_ms'])} | {a['p50_ratio']:.2f}x "
+                    f"| {_ms(a['p99_diff_ms'])} | {a['p99_ratio']:.2f}x |"
+                )
+    lines += ["", "## Deployment", ""]
+    dep = data.get("deploy", {})
+    first = dep.get("first_run")
+    rerun = dep.get("rerun")
+    if first:
+        lines.append(
+            f"- First `site.yml` run on fresh hosts (`make demo`, {first['hosts']} hosts): "
+            f"{first['seconds']:.0f} s, {sum(h['changed'] for h in first['recap'].values())} changes."
+        )
+    else:
+        lines.append(
+            "- First `site.yml` run: not recorded (the demo hosts were not created by this `make demo`)."
+        )
+    if rerun:
+        changed = sum(h["changed"] for h in rerun["recap"].values())
+        share = f", {rerun['seconds'] / first['seconds']:.0%} of the first run" if first else ""
+        lines.append(
+            f"- Idempotent re-run of `site.yml`: {rerun['seconds']:.0f} s, changed={changed}{share}."
+        )
+    roll = dep.get("rollout")
+    if roll:
+        per_host = ", ".join(f"{h} {s:.1f} s" for h, s in roll["serving_after_seconds"].items())
+        lines.append(
+            f"- Rollout of version {roll['version']} (`playbooks/deploy_model.yml`, one host at a time): "
+            f"AVAILABLE on every GPU host {roll['all_serving_seconds']:.1f} s after the playbook started "
+            f"({per_host}); playbook {roll['playbook_seconds']:.0f} s in all."
+        )
+    lines.append(f"- Ansible settings: {data.get('ansible_settings', '')}.")
+    fp = data.get("footprint", {})
+    lines += ["", "## Web-host footprint", ""]
+    if fp.get("web"):
+        w = fp["web"]
+        lines.append(
+            f"- The web tier's venv on {w['host']}: {w['mib']:.1f} MiB, "
+            f"{len(w['distributions'])} distributions, "
+            f"TensorFlow: {'yes' if w['has_tensorflow'] else 'no'}."
+        )
+    if fp.get("naive"):
+        n = fp["naive"]
+        lines.append(
+            f"- A venv with only `pip install {n['requirement']}`: {n['mib']:.0f} MiB, "
+            f"{n['distributions']} distributions (it pulls TensorFlow)."
+        )
+    lines += ["", "## Against the targets", ""]
+    lines += [f"- {line}" for line in verdicts(data, results)]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def verdicts(data: dict, results: list[LoadResult]) -> list[str]:
+    out = []
+    direct = results_for(results, "grpc_direct").get(1)
+    web = results_for(results, "django_grpc").get(1)
+    if direct and web:
+        added = web.p50_ms - direct.p50_ms
+        out.append(
+            f"Django tier adds {added:.2f} ms at p50, concurrency 1 (target at most "
+            f"{TARGETS['web_p50_added_ms']:.0f} ms): {_verdict(added <= TARGETS['web_p50_added_ms'])}."
+        )
+    dep = data.get("deploy", {})
+    first, rerun = dep.get("first_run"), dep.get("rerun")
+    if first and rerun:
+        share = rerun["seconds"] / first["seconds"]
+        changed = sum(h["changed"] for h in rerun["recap"].values())
+        out.append(
+            f"Idempotent re-run {share:.0%} of the first run, changed={changed} (target at most "
+            f"{TARGETS['rerun_share']:.0%}, changed=0): "
+            f"{_verdict(share <= TARGETS['rerun_share'] and changed == 0)}."
+        )
+    web_fp = data.get("footprint", {}).get("web")
+    if web_fp:
+        out.append(
+            f"Web venv {web_fp['mib']:.1f} MiB (target under {TARGETS['web_venv_mib']:.0f} MiB): "
+            f"{_verdict(web_fp['mib'] < TARGETS['web_venv_mib'])}."
+        )
+    return out
+
+
+def plot(results: list[LoadResult], path: Path) -> None:
+    """Latency percentiles and throughput per path and concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in LABELS if any(r.target == k for r in results)]
+    levels = sorted({r.concurrency for r in results})
+    fig, axes = plt.subplots(1, len(levels) + 1, figsize=(4.2 * (len(levels) + 1), 4.6))
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+    width = 0.8 / max(len(keys), 1)
+    for ax, c in zip(axes, levels, strict=False):
+        for i, key in enumerate(keys):
+            r = results_for(results, key).get(c)
+            if not r:
+                continue
+            xs = [x + i * width for x in range(3)]
+            ax.bar(xs, [r.p50_ms, r.p90_ms, r.p99_ms], width, label=LABELS[key], color=colors[i])
+        ax.set_xticks([x + width * (len(keys) - 1) / 2 for x in range(3)], ["p50", "p90", "p99"])
+        ax.set_title(f"latency, concurrency {c}")
+        ax.set_ylabel("ms")
+    ax = axes[-1]
+    for i, key in enumerate(keys):
+        rs = results_for(results, key)
+        ax.plot(levels, [rs[c].throughput if c in rs else 0 for c in levels], marker="o", color=colors[i])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(levels, [str(c) for c in levels])
+    ax.set_title("throughput")
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("requests/s")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(keys), frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(out_dir: Path, data: dict, results: list[LoadResult]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "benchmarks.json",
+        "markdown": out_dir / "benchmarks.md",
+        "plot": out_dir / "latency.png",
+    }
+    payload = {**data, "results": [r.as_dict() for r in results]}
+    paths["json"].write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    paths["markdown"].write_text(markdown(data, results))
+    plot(results, paths["plot"])
+    return paths
