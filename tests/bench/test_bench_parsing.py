@@ -226,3 +226,6 @@ def test_arguments_are_checked():
         parse_args(["--concurrency", "a,b"])
     with pytest.raises(SystemExit):
         parse_args(["--seconds", "0"])
+    assert parse_args(["--paths", "grpc_direct,django_grpc"]).paths == ["grpc_direct", "django_grpc"]
+    with pytest.raises(SystemExit):
+        parse_args(["--paths", "grpc_direct,carrier_pigeon"])

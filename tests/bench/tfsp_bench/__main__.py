@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=20, help="measured seconds per run (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds before each run (default 3)")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels (default 1,8,32)")
+    parser.add_argument(
+        "--paths",
+        default=",".join(report.LABELS),
+        help=f"comma-separated paths to measure (default: all of {', '.join(report.LABELS)})",
+    )
     parser.add_argument("--skip-deploy", action="store_true", help="no site.yml re-run and no rollout")
     parser.add_argument(
         "--skip-footprint", action="store_true", help="no naive tensorflow-serving-api install"
@@ -49,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.levels = sorted({int(c) for c in args.concurrency.split(",")})
     except ValueError:
         parser.error(f"--concurrency takes integers separated by commas, not {args.concurrency!r}")
+    args.paths = [p for p in args.paths.split(",") if p]
+    unknown = sorted(set(args.paths) - set(report.LABELS))
+    if unknown or not args.paths:
+        parser.error(f"unknown paths {unknown}: choose from {', '.join(report.LABELS)}")
     if not args.levels or min(args.levels) < 1 or args.seconds < 1 or args.warmup < 0:
         parser.error("concurrency levels and --seconds must be at least 1, --warmup at least 0")
     return args
@@ -186,14 +195,16 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError("the direct REST predict did not answer 7")
         wait_protocol(load, "grpc")
         for target in (direct, rest, web_grpc):
-            results += measure(load, target, args.levels, args, answer_bytes)
-        set_protocol("rest", log_dir)
-        try:
-            wait_protocol(load, "rest")
-            results += measure(load, web_rest, args.levels, args, answer_bytes)
-        finally:
-            set_protocol("grpc", log_dir)
-        wait_protocol(load, "grpc")
+            if target.key in args.paths:
+                results += measure(load, target, args.levels, args, answer_bytes)
+        if web_rest.key in args.paths:
+            set_protocol("rest", log_dir)
+            try:
+                wait_protocol(load, "rest")
+                results += measure(load, web_rest, args.levels, args, answer_bytes)
+            finally:
+                set_protocol("grpc", log_dir)
+            wait_protocol(load, "grpc")
         # The order of the table: by path, then concurrency.
         order = list(report.LABELS)
         results.sort(key=lambda r: (order.index(r.target), r.concurrency))
