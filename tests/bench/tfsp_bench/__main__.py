@@ -194,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         if payloads.rest_predict_answer(load.http_call(rest.url, "predict-rest.json")) != payloads.EXPECTED:
             raise BenchError("the direct REST predict did not answer 7")
         wait_protocol(load, "grpc")
-        for target in (direct, rest, web_grpc):
-            if target.key in args.paths:
-                results += measure(load, target, args.levels, args, answer_bytes)
+        # Level by level, so the paths compared at one level are measured minutes apart at most.
+        for c in args.levels:
+            for target in (direct, rest, web_grpc):
+                if target.key in args.paths:
+                    results += measure(load, target, [c], args, answer_bytes)
         if web_rest.key in args.paths:
             set_protocol("rest", log_dir)
             try:
