@@ -95,7 +95,8 @@ def browser() -> Iterator:
 
 def test_browser_fills_the_form_and_reads_7(browser, gunicorn_url):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get(gunicorn_url + "/")
     assert "Calculator" in browser.title
@@ -103,7 +104,10 @@ def test_browser_fills_the_form_and_reads_7(browser, gunicorn_url):
     Select(browser.find_element(By.ID, "id_operation")).select_by_value("add")
     browser.find_element(By.ID, "id_b").send_keys("4")
     browser.find_element(By.ID, "calculate").click()
-    answer = browser.find_element(By.ID, "answer")
+    # The click submits the form: wait for the answer page instead of racing its load.
+    answer = WebDriverWait(browser, 15).until(
+        expected_conditions.presence_of_element_located((By.ID, "answer"))
+    )
     assert answer.text == "7"
     assert browser.find_element(By.ID, "model-version").text == "1"
     assert browser.find_element(By.ID, "elapsed").text.endswith(" ms")

@@ -280,7 +280,11 @@ def test_sigterm_drains_and_exits_promptly(server, stubs):
     assert elapsed < 10
     assert "ok" in results
     # Requests either completed or were refused once the server stopped: none failed half-way.
-    assert set(results) <= {"ok", "UNAVAILABLE"}, results
+    # The one call on the wire when shutdown began may come back CANCELLED: gRPC kills calls the
+    # server has received but not yet handed to a handler. A started call would only be cancelled
+    # when the grace period ran out, and the exit came well before it (elapsed < 10 above).
+    assert set(results) <= {"ok", "UNAVAILABLE", "CANCELLED"}, results
+    assert results.count("CANCELLED") <= 1, results
     logs = server.logs()
     assert "Received signal 15: draining" in logs
     assert "Server stopped." in logs
