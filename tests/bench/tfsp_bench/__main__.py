@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             data["deploy"]["rerun"] = deploy.rerun(log_dir)
             say("rolling out a new model version with playbooks/deploy_model.yml")
             data["deploy"]["rollout"] = deploy.rollout(
-                REPO / "build/models", "calculator", GPU_HOSTS, versions_available(load), log_dir
+                REPO / "build/demo-models", "calculator", GPU_HOSTS, versions_available(load), log_dir
             )
     data["footprint"] = {"web": footprint.web_host_venv(VANTAGE)}
     if not args.skip_footprint:
