@@ -118,9 +118,17 @@ def test_secret_not_in_ansible_output(secret_key):
     assert secret_key not in log
 
 
+VENV = "/opt/calculator-web/venv"
+
+
+def installed(host) -> str:
+    """The app virtualenv's packages as `pip list --format=freeze` prints them, lower-cased."""
+    return host.run("/opt/calculator-web/bin/pip list --format=freeze").stdout.lower()
+
+
 def test_no_tensorflow_on_web_host(host):
-    python = "/opt/calculator-web/venv/bin/python"
-    packages = host.run("/opt/calculator-web/bin/pip list --format=freeze").stdout.lower()
+    python = f"{VENV}/bin/python"
+    packages = installed(host)
     assert "grpcio==" in packages
     assert "tensorflow==" not in packages
     assert "tensorflow-cpu==" not in packages
@@ -131,8 +139,8 @@ def test_no_tensorflow_on_web_host(host):
 
 
 def test_virtualenv_holds_only_what_the_app_runs(host):
-    venv = "/opt/calculator-web/venv"
-    packages = host.run("/opt/calculator-web/bin/pip list --format=freeze").stdout.lower()
+    venv = VENV
+    packages = installed(host)
     assert "django==" in packages
     # No installer in the runtime virtualenv: pip runs from the system, aimed at it.
     assert "pip==" not in packages
