@@ -263,9 +263,9 @@ def test_sigterm_drains_and_exits_promptly(server, stubs):
                 predict_stub.Predict(add_request(), timeout=10)
                 results.append("ok")
             except grpc.RpcError as exc:
+                # The first refusal ends the client's run: the server is going away.
                 results.append(exc.code().name)
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    return
+                return
 
     thread = threading.Thread(target=load_loop)
     thread.start()
@@ -278,13 +278,12 @@ def test_sigterm_drains_and_exits_promptly(server, stubs):
     thread.join()
     assert exit_code == "0", server.logs()[-2000:]
     assert elapsed < 10
-    assert "ok" in results
-    # Requests either completed or were refused once the server stopped: none failed half-way.
-    # The one call on the wire when shutdown began may come back CANCELLED: gRPC kills calls the
-    # server has received but not yet handed to a handler. A started call would only be cancelled
-    # when the grace period ran out, and the exit came well before it (elapsed < 10 above).
-    assert set(results) <= {"ok", "UNAVAILABLE", "CANCELLED"}, results
-    assert results.count("CANCELLED") <= 1, results
+    # Every call before shutdown completed; the first call after it was refused, with UNAVAILABLE
+    # (connection gone) or CANCELLED (gRPC cancels calls that reach a stopping server before a handler
+    # takes them). A call already in a handler would only be cancelled once the grace period ran out,
+    # and the exit came well before it (elapsed < 10 above).
+    assert len(results) > 1 and set(results[:-1]) == {"ok"}, results
+    assert results[-1] in {"ok", "UNAVAILABLE", "CANCELLED"}, results
     logs = server.logs()
     assert "Received signal 15: draining" in logs
     assert "Server stopped." in logs
