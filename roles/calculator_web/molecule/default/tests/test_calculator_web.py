@@ -139,18 +139,17 @@ def test_no_tensorflow_on_web_host(host):
 
 
 def test_virtualenv_holds_only_what_the_app_runs(host):
-    venv = VENV
     packages = installed(host)
     assert "django==" in packages
     # No installer in the runtime virtualenv: pip runs from the system, aimed at it.
     assert "pip==" not in packages
     assert "setuptools==" not in packages
-    assert host.run(f"{venv}/bin/python -c 'import pip'").rc != 0
+    assert host.run(f"{VENV}/bin/python -c 'import pip'").rc != 0
     # Django's message catalogs are gone (USE_I18N is off); its locale formats stay.
-    catalogs = host.run(f"find {venv}/lib -path '*/django/*' -name LC_MESSAGES").stdout
+    catalogs = host.run(f"find {VENV}/lib -path '*/django/*' -name LC_MESSAGES").stdout
     assert catalogs == ""
-    assert host.run(f"{venv}/bin/python -c 'import django.conf.locale.de.formats'").rc == 0
-    size_kib = int(host.run(f"du -sk {venv}").stdout.split()[0])
+    assert host.run(f"{VENV}/bin/python -c 'import django.conf.locale.de.formats'").rc == 0
+    size_kib = int(host.run(f"du -sk {VENV}").stdout.split()[0])
     assert size_kib < 80 * 1024, f"the web venv is {size_kib / 1024:.1f} MiB"
 
 
