@@ -1,56 +1,53 @@
-"""Runs every Molecule scenario of the repository as a pytest test.
+"""Runs every Molecule scenario of the repository as a pytest test, and checks what its verifier did.
 
-Scenarios are discovered (roles/*/molecule/* and molecule/*), so a new role's
-scenario is tested without registering it anywhere; tests/molecule_matrix.yml
-says which Debian releases each one runs on. One scenario runs at a time: the
-machine has two cores and one Docker engine.
+Scenarios are discovered (roles/*/molecule/* and molecule/*), so a new role's scenario is tested
+without registering it anywhere; tests/molecule_matrix.yml says which Debian releases each one runs
+on. One scenario runs at a time: the machine has two cores and one Docker engine.
+
+A scenario passes only when Molecule succeeds AND its testinfra verifier ran tests, none failed and
+none skipped without a named opt-out (tests/molecule_harness.py). The verifier's counts are printed
+in this run's summary.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
+from molecule_harness import REPO_ROOT, allowed_skips, cases, read_junit
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / "build" / "molecule-logs"
 SCENARIO_TIMEOUT_SECONDS = 45 * 60
 
-
-def _scenarios() -> list[Path]:
-    found = sorted(REPO_ROOT.glob("roles/*/molecule/*/molecule.yml"))
-    found += sorted(REPO_ROOT.glob("molecule/*/molecule.yml"))
-    return [path.parent for path in found]
+# Filled by the scenario tests, printed by tests/conftest.py's terminal summary.
+VERIFIER_COUNTS: dict[str, str] = {}
 
 
-def _matrix() -> list[tuple[Path, str]]:
-    matrix = yaml.safe_load((REPO_ROOT / "tests" / "molecule_matrix.yml").read_text())
-    run_all = os.environ.get("MOLECULE_MATRIX") == "all"
-    cases = []
-    for scenario in _scenarios():
-        key = str(scenario.relative_to(REPO_ROOT))
-        distros = matrix["all"] if run_all else matrix["scenarios"].get(key, matrix["default"])
-        cases += [(scenario, distro) for distro in distros]
-    return cases
-
-
-def _case_id(case: tuple[Path, str]) -> str:
+def _case_id(case) -> str:
     scenario, distro = case
     return f"{scenario.relative_to(REPO_ROOT)}@{distro}"
 
 
 @pytest.mark.molecule
 @pytest.mark.docker
-@pytest.mark.parametrize("case", _matrix(), ids=_case_id)
-def test_molecule_scenario(case: tuple[Path, str]) -> None:
+@pytest.mark.parametrize("case", cases(os.environ.get("MOLECULE_MATRIX") == "all"), ids=_case_id)
+def test_molecule_scenario(case) -> None:
     scenario, distro = case
     project_dir = scenario.parent.parent
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = LOG_DIR / (_case_id(case).replace("/", "_") + ".log")
-    env = dict(os.environ, MOLECULE_DISTRO=distro, ANSIBLE_FORCE_COLOR="false", PY_COLORS="0")
+    stem = _case_id(case).replace("/", "_")
+    log_path = LOG_DIR / f"{stem}.log"
+    junit_path = LOG_DIR / f"{stem}.verifier.xml"
+    junit_path.unlink(missing_ok=True)
+    env = dict(
+        os.environ,
+        MOLECULE_DISTRO=distro,
+        ANSIBLE_FORCE_COLOR="false",
+        PY_COLORS="0",
+        # Read by the verifier's pytest (testinfra), not by this one.
+        PYTEST_ADDOPTS=f"--junitxml={junit_path} -o junit_family=xunit1",
+    )
     with log_path.open("w") as log:
         result = subprocess.run(
             ["molecule", "test", "--scenario-name", scenario.name],
@@ -61,6 +58,16 @@ def test_molecule_scenario(case: tuple[Path, str]) -> None:
             timeout=SCENARIO_TIMEOUT_SECONDS,
             check=False,
         )
-    if result.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-80:]
-        pytest.fail(f"molecule test failed (full log: {log_path})\n" + "\n".join(tail))
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])
+    if not junit_path.exists():
+        VERIFIER_COUNTS[_case_id(case)] = "no verifier report"
+        pytest.fail(f"the verifier wrote no report: it ran no test (full log: {log_path})\n{tail}")
+    verifier = read_junit(junit_path)
+    VERIFIER_COUNTS[_case_id(case)] = verifier.counts()
+    problems = verifier.problems(allowed_skips(str(scenario.relative_to(REPO_ROOT))))
+    if result.returncode != 0 or problems:
+        pytest.fail(
+            f"molecule test exited {result.returncode}; verifier {verifier.counts()}"
+            + "".join(f"\n  {line}" for line in problems)
+            + f"\n(full log: {log_path})\n{tail}"
+        )

@@ -15,9 +15,16 @@ from model_src.tests.conftest import MODEL_NAME, WatchedExport
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+# Root writes through directory permissions by its capabilities, not by its uid: dropping these from
+# the bounding set runs the CLI as root would run without them, like an unprivileged user.
+WITHOUT_PERMISSION_BYPASS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+WITHOUT_PERMISSION_BYPASS.append("--inh-caps=-dac_override,-dac_read_search,-fowner")
+
+
+def _cli(*args: str | Path, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
+    prefix = WITHOUT_PERMISSION_BYPASS if unprivileged and os.geteuid() == 0 else []
     return subprocess.run(
-        [sys.executable, "-m", "model_src.export", *map(str, args)],
+        [*prefix, sys.executable, "-m", "model_src.export", *map(str, args)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -57,13 +64,12 @@ def test_unwritable_path_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
 def test_read_only_directory_is_one_line(tmp_path: Path) -> None:
     model_dir = tmp_path / MODEL_NAME
     model_dir.mkdir()
     model_dir.chmod(0o555)
     try:
-        result = _cli("--model-base", tmp_path, "--name", MODEL_NAME)
+        result = _cli("--model-base", tmp_path, "--name", MODEL_NAME, unprivileged=True)
     finally:
         model_dir.chmod(0o755)
     _assert_one_line_error(result, "not writable")

@@ -1,0 +1,309 @@
+"""The load loop every drill runs under: several clients through every web host, counting everything.
+
+A drill (a rollout, a config change, a fault on a serving host) is only as good as the load that
+watches it. This loop:
+
+- runs ``clients_per_site`` threads per site URL (one per web host), each with its own keep-alive
+  session, sending ``POST /api/v1/predict`` with operands that change on every request, paced;
+- checks every answer: HTTP 200, a JSON body, ``result`` equal to the arithmetic done here,
+  ``model_version`` and ``served_by`` present; anything else (another status, a body that is not
+  JSON, a wrong or missing result, a timeout, a connection error) is a failure with its reason;
+- records each request: which client and site, when it started (monotonic and wall clock), how
+  long it took, and which serving host and model version answered;
+- notices a client thread that died or stopped before it was told to, and counts that as a
+  failure of the drill, not as silence.
+
+``mark(name)`` stamps a moment (the fault starts, the fault ends) so a drill can ask that the load
+actually ran across its fault window. ``LoadReport.problems`` lists everything wrong in one go;
+``assert_clean`` fails with that list and a summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import requests
+
+OPERATIONS = ("add", "subtract", "multiply")
+PREDICT_PATH = "/api/v1/predict"
+
+
+def expected_result(operation: str, a: float, b: float) -> float:
+    """What the calculator must answer (small integers: exact in float32)."""
+    if operation == "add":
+        return a + b
+    if operation == "subtract":
+        return a - b
+    if operation == "multiply":
+        return a * b
+    raise ValueError(f"unknown operation {operation!r}")
+
+
+def request_payload(client_index: int, sequence: int) -> dict:
+    """The n-th request of a client: operations in turn, operands that differ every time."""
+    return {
+        "operation": OPERATIONS[sequence % len(OPERATIONS)],
+        "a": sequence % 997,
+        "b": client_index * 7 + 1,
+    }
+
+
+@dataclass(frozen=True)
+class Record:
+    """One request as the client saw it."""
+
+    client: str
+    site: str
+    started: float  # time.monotonic()
+    wall: float  # time.time(), for reading beside logs
+    elapsed_ms: float
+    error: str  # empty when the answer was right
+    status: int | None = None
+    served_by: str | None = None
+    model_version: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def check_answer(payload: dict, status: int, body: str) -> tuple[str, str | None, int | None]:
+    """(error or "", served_by, model_version) of one answer."""
+    if status != 200:
+        return f"HTTP {status}: {body[:200]}", None, None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return f"HTTP 200 with a body that is not JSON: {body[:200]!r}", None, None
+    if not isinstance(answer, dict):
+        return f"HTTP 200 with JSON that is not an object: {body[:200]!r}", None, None
+    served_by = answer.get("served_by")
+    version = answer.get("model_version")
+    try:
+        version = int(version) if version is not None else None
+    except (TypeError, ValueError):
+        return f"model_version is not an integer: {version!r}", served_by, None
+    if "result" not in answer:
+        return f"HTTP 200 without a result: {body[:200]!r}", served_by, version
+    want = expected_result(payload["operation"], payload["a"], payload["b"])
+    if answer["result"] != want:
+        return f"wrong answer for {payload}: {answer['result']!r}, expected {want!r}", served_by, version
+    if not served_by:
+        return f"answer without served_by: {body[:200]!r}", None, version
+    return "", served_by, version
+
+
+@dataclass
+class LoadReport:
+    """What a load loop saw, and the checks a drill makes of it."""
+
+    sites: tuple[str, ...]
+    clients: int
+    records: list[Record]
+    marks: dict[str, float] = field(default_factory=dict)
+    thread_errors: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Record]:
+        return [record for record in self.records if not record.ok]
+
+    @property
+    def slowest_ms(self) -> float:
+        return max((record.elapsed_ms for record in self.records), default=0.0)
+
+    @property
+    def served_by(self) -> Counter:
+        return Counter(record.served_by for record in self.records if record.ok)
+
+    @property
+    def versions(self) -> Counter:
+        return Counter(record.model_version for record in self.records if record.ok)
+
+    def window(self, start: str, end: str) -> list[Record]:
+        """The requests that started between two marks."""
+        begin, finish = self.marks[start], self.marks[end]
+        return [record for record in self.records if begin <= record.started <= finish]
+
+    def summary(self) -> str:
+        by_site = Counter(record.site for record in self.records)
+        return (
+            f"{len(self.records)} requests from {self.clients} clients, {len(self.failures)} failed, "
+            f"slowest {self.slowest_ms:.0f} ms; per site {dict(by_site)}; "
+            f"served by {dict(self.served_by)}; versions {dict(self.versions)}"
+        )
+
+    def problems(
+        self,
+        *,
+        min_requests: int,
+        serving_hosts: Iterable[str] = (),
+        max_latency_ms: float | None = None,
+        window: tuple[str, str] | None = None,
+        min_in_window: int = 0,
+        versions: Iterable[int] | None = None,
+    ) -> list[str]:
+        """Everything that makes this run not a clean pass, one line each."""
+        found = [f"client thread: {error}" for error in self.thread_errors]
+        found += [f"{r.client} at {r.wall:.3f}: {r.error}" for r in self.failures[:20]]
+        if len(self.failures) > 20:
+            found.append(f"... and {len(self.failures) - 20} more failed requests")
+        if len(self.records) < min_requests:
+            found.append(f"only {len(self.records)} requests ran, fewer than {min_requests}")
+        for site in self.sites:
+            if not any(record.site == site and record.ok for record in self.records):
+                found.append(f"no successful request through {site}")
+        for host in serving_hosts:
+            if self.served_by[host] == 0:
+                found.append(f"serving host {host} answered no request")
+        if max_latency_ms is not None:
+            slow = [r for r in self.records if r.elapsed_ms > max_latency_ms]
+            found += [
+                f"{r.client} at {r.wall:.3f}: {r.elapsed_ms:.0f} ms > {max_latency_ms:.0f} ms"
+                for r in slow[:10]
+            ]
+        if window is not None:
+            missing = [mark for mark in window if mark not in self.marks]
+            if missing:
+                found.append(f"marks never set: {missing}")
+            elif len(self.window(*window)) < min_in_window:
+                found.append(
+                    f"only {len(self.window(*window))} requests between {window[0]} and {window[1]}, "
+                    f"fewer than {min_in_window}"
+                )
+        if versions is not None:
+            unexpected = set(self.versions) - set(versions)
+            if unexpected:
+                found.append(f"answers from unexpected model versions {sorted(unexpected, key=str)}")
+        return found
+
+    def assert_clean(self, **checks) -> None:
+        """Fail with every problem and the summary unless the run was clean (see ``problems``)."""
+        found = self.problems(**checks)
+        assert not found, "load loop: " + self.summary() + "\n" + "\n".join(found)
+
+
+class LoadLoop:
+    """Paced clients through every site until stopped; use as a context manager."""
+
+    def __init__(
+        self,
+        sites: Iterable[str],
+        *,
+        clients_per_site: int = 2,
+        pace_seconds: float = 0.02,
+        request_timeout: float = 10.0,
+        max_seconds: float = 1800.0,
+        verify: bool | str = False,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.sites = tuple(sites)
+        if not self.sites or clients_per_site < 1:
+            raise ValueError("a load loop needs at least one site and one client per site")
+        self.clients_per_site = clients_per_site
+        self.pace_seconds = pace_seconds
+        self.request_timeout = request_timeout
+        self.max_seconds = max_seconds
+        self.verify = verify
+        self.start_timeout = start_timeout
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._records: list[Record] = []
+        self._thread_errors: list[str] = []
+        self._marks: dict[str, float] = {}
+        self._started: dict[str, threading.Event] = {}
+        self._threads: list[threading.Thread] = []
+        self.report: LoadReport | None = None
+
+    def __enter__(self) -> LoadLoop:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def mark(self, name: str) -> None:
+        """Stamp a moment of the drill (``window=(start, end)`` of ``problems`` reads two)."""
+        with self._lock:
+            self._marks[name] = time.monotonic()
+
+    def start(self) -> None:
+        """Start every client and return once each has had an answer (right or wrong)."""
+        for index, (site, number) in enumerate(itertools.product(self.sites, range(self.clients_per_site))):
+            name = f"{site}#{number}"
+            self._started[name] = threading.Event()
+            thread = threading.Thread(target=self._guarded, args=(name, site, index), name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        for name, started in self._started.items():
+            if not started.wait(max(0.0, deadline - time.monotonic())):
+                self.stop()
+                raise AssertionError(f"load loop: client {name} had no answer within {self.start_timeout} s")
+
+    def stop(self) -> LoadReport:
+        """Stop the clients, wait for them, and build the report (also kept as ``self.report``)."""
+        if self.report is not None:
+            return self.report
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.request_timeout + 5)
+            if thread.is_alive():
+                self._thread_errors.append(f"{thread.name} did not stop within {self.request_timeout + 5} s")
+        with self._lock:
+            self.report = LoadReport(
+                sites=self.sites,
+                clients=len(self._threads),
+                records=sorted(self._records, key=lambda record: record.started),
+                marks=dict(self._marks),
+                thread_errors=list(self._thread_errors),
+            )
+        return self.report
+
+    def _guarded(self, name: str, site: str, index: int) -> None:
+        """A client's loop; its death or an early end is recorded, never lost."""
+        try:
+            self._client(name, site, index)
+        except BaseException as error:
+            with self._lock:
+                self._thread_errors.append(f"{name} died: {error!r}")
+        else:
+            if not self._stop.is_set():
+                with self._lock:
+                    self._thread_errors.append(
+                        f"{name} stopped before the drill ended ({self.max_seconds} s cap)"
+                    )
+        finally:
+            self._started[name].set()
+
+    def _client(self, name: str, site: str, index: int) -> None:
+        session = requests.Session()
+        url = site.rstrip("/") + PREDICT_PATH
+        began = time.monotonic()
+        for sequence in itertools.count():
+            if self._stop.is_set() or time.monotonic() - began > self.max_seconds:
+                return
+            self._records_append(self._one(session, name, site, url, request_payload(index, sequence)))
+            self._started[name].set()
+            self._stop.wait(self.pace_seconds)
+
+    def _one(self, session: requests.Session, name: str, site: str, url: str, payload: dict) -> Record:
+        started, wall = time.monotonic(), time.time()
+        status = None
+        try:
+            response = session.post(url, json=payload, timeout=self.request_timeout, verify=self.verify)
+            status = response.status_code
+            error, served_by, version = check_answer(payload, status, response.text)
+        except requests.RequestException as exception:
+            error, served_by, version = f"{type(exception).__name__}: {exception}", None, None
+        elapsed_ms = (time.monotonic() - started) * 1000
+        return Record(name, site, started, wall, elapsed_ms, error, status, served_by, version)
+
+    def _records_append(self, record: Record) -> None:
+        with self._lock:
+            self._records.append(record)

@@ -1,0 +1,155 @@
+"""The load loop counts every kind of failure, against a small local HTTP server with set faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import loadloop
+import pytest
+from loadloop import LoadLoop, check_answer, expected_result
+
+
+class _Calculator(BaseHTTPRequestHandler):
+    """Answers like the web tier; ``server.fault`` makes it misbehave on every n-th request."""
+
+    def log_message(self, *args) -> None:  # keep pytest's output clean
+        pass
+
+    def do_POST(self) -> None:
+        server = self.server
+        with server.lock:
+            server.count += 1
+            count = server.count
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        result = expected_result(payload["operation"], payload["a"], payload["b"])
+        body = {"result": result, "model_version": 1, "served_by": f"tfs{count % 2 + 1}:8500"}
+        status, text = 200, json.dumps(body)
+        fault = server.fault if count % server.every == 0 else None
+        if fault == "503":
+            status, text = 503, json.dumps({"error": "TF Serving is unavailable"})
+        elif fault == "not-json":
+            text = "<html>oops</html>"
+        elif fault == "wrong":
+            text = json.dumps(dict(body, result=result + 1))
+        elif fault == "no-result":
+            text = json.dumps({"model_version": 1, "served_by": "tfs1:8500"})
+        encoded = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+
+@pytest.fixture
+def site() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Calculator)
+    server.lock, server.count, server.fault, server.every = threading.Lock(), 0, None, 10
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _run(urls: list[str], seconds: float = 0.6, **options) -> loadloop.LoadReport:
+    with LoadLoop(urls, clients_per_site=2, pace_seconds=0.005, **options) as load:
+        load.mark("start")
+        threading.Event().wait(seconds)
+        load.mark("end")
+    return load.report
+
+
+def test_a_healthy_site_gives_a_clean_report(site):
+    report = _run([site.url])
+    report.assert_clean(min_requests=20, serving_hosts={"tfs1:8500", "tfs2:8500"}, window=("start", "end"))
+    assert report.versions == {1: len(report.records)}
+    assert {record.client for record in report.records} == {f"{site.url}#0", f"{site.url}#1"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("503", "HTTP 503"),
+        ("not-json", "not JSON"),
+        ("wrong", "wrong answer"),
+        ("no-result", "without a result"),
+    ],
+)
+def test_every_kind_of_bad_answer_is_a_failure(site, fault, reason):
+    site.fault = fault
+    report = _run([site.url])
+    assert report.failures
+    assert all(reason in record.error for record in report.failures)
+    # Roughly one in ten: the loop went on after each failure.
+    assert len(report.records) > 5 * len(report.failures)
+    with pytest.raises(AssertionError, match=reason):
+        report.assert_clean(min_requests=1)
+
+
+def test_a_site_that_does_not_answer_is_a_failure(site):
+    # A closed port: connection refused on every request of its clients.
+    dead = "http://127.0.0.1:9"
+    with pytest.raises(AssertionError, match="ConnectionError"):
+        _run([site.url, dead], start_timeout=5).assert_clean(min_requests=1)
+
+
+def test_a_client_thread_that_dies_fails_the_drill(site, monkeypatch):
+    calls = {"n": 0}
+    real = loadloop.check_answer
+
+    def explode_on_the_fifth(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("parser bug")
+        return real(*args)
+
+    monkeypatch.setattr(loadloop, "check_answer", explode_on_the_fifth)
+    report = _run([site.url])
+    assert any("died: RuntimeError('parser bug')" in error for error in report.thread_errors)
+    with pytest.raises(AssertionError, match="parser bug"):
+        report.assert_clean(min_requests=1)
+
+
+def test_a_client_that_stops_early_fails_the_drill(site):
+    report = _run([site.url], seconds=0.5, max_seconds=0.1)
+    assert any("stopped before the drill ended" in error for error in report.thread_errors)
+
+
+def test_too_little_load_and_missing_hosts_are_reported(site):
+    report = _run([site.url], seconds=0.3)
+    found = report.problems(
+        min_requests=10**6,
+        serving_hosts={"tfs1:8500", "tfs3:8500"},
+        window=("start", "end"),
+        min_in_window=10**6,
+        versions={2},
+    )
+    assert any("fewer than 1000000" in line and "requests ran" in line for line in found)
+    assert "serving host tfs3:8500 answered no request" in found
+    assert not any("tfs1:8500" in line for line in found)
+    assert any("between start and end" in line for line in found)
+    assert any("unexpected model versions [1]" in line for line in found)
+
+
+def test_slow_requests_are_reported(site):
+    report = _run([site.url], seconds=0.3)
+    assert report.problems(min_requests=1, max_latency_ms=report.slowest_ms + 1) == []
+    assert report.problems(min_requests=1, max_latency_ms=0)
+
+
+def test_marks_never_set_are_a_problem(site):
+    report = _run([site.url], seconds=0.2)
+    assert report.problems(min_requests=1, window=("fault-start", "fault-end")) == [
+        "marks never set: ['fault-start', 'fault-end']"
+    ]
+
+
+def test_check_answer_reads_a_good_answer():
+    payload = {"operation": "multiply", "a": 6, "b": 7}
+    body = json.dumps({"result": 42.0, "model_version": "3", "served_by": "h:8500"})
+    assert check_answer(payload, 200, body) == ("", "h:8500", 3)
