@@ -252,9 +252,55 @@ def test_failing_warmup_fails_the_load(server, stubs):
     assert predict_stub.Predict(add_request(), timeout=10).model_spec.version.value == 2
 
 
-def test_sigterm_drains_and_exits_promptly(server, stubs):
+#: How long each call to the slow test model takes at least (its dataset sleeps; see below).
+SLOW_CALL_SECONDS = 2.0
+
+SLOW_AND_LATEST = LATEST.replace(
+    "\n}\n",
+    '\n  config { name: "slow" base_path: "/models/slow" model_platform: "tensorflow" }\n}\n',
+)
+
+
+def export_slow_model(directory) -> None:
+    """A test-fixture SavedModel whose one signature takes SLOW_CALL_SECONDS or more per call.
+
+    It returns its input after a tf.data sleep: a call that stays inside the server's handler for
+    seconds, which is what a drain must let finish. Made here, never by the production export.
+    """
+    from tensorflow.python.data.experimental.ops import testing
+
+    class Slow(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            # get_single_element reads the dataset twice (the element, then the end): half each.
+            sleep = testing.sleep(int(SLOW_CALL_SECONDS / 2 * 1_000_000))
+            return {"y": tf.data.Dataset.from_tensors(x).apply(sleep).get_single_element()}
+
+    module = Slow()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+
+
+def slow_request() -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "slow"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([4.0, 5.0], dtype=tf.float32))
+    return request
+
+
+def test_sigterm_drains_a_call_in_flight_and_exits_promptly(server, stubs, tmp_path):
     predict_stub, _ = stubs
+    export_slow_model(tmp_path / "slow-1")
+    (server.model_base / "slow").mkdir()
+    add_version(server.model_base / "slow", tmp_path / "slow-1", 1)
+    write_config(server.model_base / "models.config", SLOW_AND_LATEST)
+    wait_for(
+        lambda: _try_predict(predict_stub, slow_request()),
+        LOAD_ALLOWANCE_SECONDS + SLOW_CALL_SECONDS,
+        "the slow test model",
+    )
+
     results: list[str] = []
+    slow: dict[str, object] = {}
     stop = threading.Event()
 
     def load_loop():
@@ -267,21 +313,39 @@ def test_sigterm_drains_and_exits_promptly(server, stubs):
                 results.append(exc.code().name)
                 return
 
+    def slow_call():
+        slow["sent"] = time.monotonic()
+        try:
+            slow["response"] = predict_stub.Predict(slow_request(), timeout=30)
+        except grpc.RpcError as exc:
+            slow["error"] = f"{exc.code().name}: {exc.details()}"
+        slow["done"] = time.monotonic()
+
     thread = threading.Thread(target=load_loop)
     thread.start()
     time.sleep(1.0)
+    in_flight = threading.Thread(target=slow_call)
+    in_flight.start()
+    time.sleep(SLOW_CALL_SECONDS / 4)  # the slow call is in its handler now
     started = time.monotonic()
     docker("kill", "--signal", "TERM", server.name)
     exit_code = docker("wait", server.name, timeout=30).stdout.strip()
-    elapsed = time.monotonic() - started
+    exited = time.monotonic()
     stop.set()
     thread.join()
+    in_flight.join(timeout=30)
+
     assert exit_code == "0", server.logs()[-2000:]
-    assert elapsed < 10
+    # The call that was in a handler at SIGTERM completed with its answer, before the server exited.
+    assert "error" not in slow, slow
+    assert list(slow["response"].outputs["y"].float_val) == [4.0, 5.0]
+    assert slow["done"] <= exited
+    assert slow["done"] - slow["sent"] >= SLOW_CALL_SECONDS
+    # The exit waited for it, and no longer than the 10 s drain grace.
+    assert exited - started < 10
     # Every call before shutdown completed; the first call after it was refused, with UNAVAILABLE
     # (connection gone) or CANCELLED (gRPC cancels calls that reach a stopping server before a handler
-    # takes them). A call already in a handler would only be cancelled once the grace period ran out,
-    # and the exit came well before it (elapsed < 10 above).
+    # takes them).
     assert len(results) > 1, results
     assert set(results[:-1]) == {"ok"}, results
     assert results[-1] in {"ok", "UNAVAILABLE", "CANCELLED"}, results
