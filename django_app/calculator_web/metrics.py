@@ -1,5 +1,6 @@
 """Prometheus metrics (prometheus-client): requests and latencies per endpoint and operation,
-TF Serving call latencies and upstream errors.
+TF Serving call latencies and upstream errors, and each TF Serving host as the client sees it
+(ejected or not, attempts that got no answer by kind).
 
 With several gunicorn workers, set PROMETHEUS_MULTIPROC_DIR (prometheus-client's own variable) to an
 empty directory writable by the app and use ``calculator_web.gunicorn_conf`` so that /metrics
@@ -17,6 +18,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -44,6 +46,18 @@ UPSTREAM_ERRORS = Counter(
     "tfsp_web_upstream_errors_total",
     "Failed TF Serving calls, by call and error kind.",
     ["call", "kind"],
+)
+
+SERVING_HOST_EJECTED = Gauge(
+    "tfsp_web_serving_host_ejected",
+    "1 while the client skips the TF Serving host after repeated failures (in any live worker).",
+    ["host"],
+    multiprocess_mode="livemax",
+)
+SERVING_HOST_ERRORS = Counter(
+    "tfsp_web_serving_host_errors_total",
+    "Attempts on a TF Serving host that got no answer (the call moved on), by host and kind.",
+    ["host", "kind"],
 )
 
 

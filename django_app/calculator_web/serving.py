@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from tfsp_client import Classification, ClientConfig, ServingError, TFServingClient, UpstreamError
+from tfsp_client.config import split_target
 from tfsp_client.tensors import shortest_float32
 
-from calculator_web.metrics import UPSTREAM_ERRORS, UPSTREAM_LATENCY
+from calculator_web.metrics import (
+    SERVING_HOST_EJECTED,
+    SERVING_HOST_ERRORS,
+    UPSTREAM_ERRORS,
+    UPSTREAM_LATENCY,
+)
 from calculator_web.operands import OperandError, Operands
 
 T = TypeVar("T")
@@ -41,7 +49,36 @@ def client_config() -> ClientConfig:
         protocol=settings.TFSP_TF_SERVING_PROTOCOL,
         model_name=settings.TFSP_MODEL_NAME,
         timeout_seconds=settings.TFSP_TF_SERVING_TIMEOUT_SECONDS,
+        attempt_timeout_seconds=settings.TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS,
+        probe_timeout_seconds=settings.TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS,
+        status_timeout_seconds=settings.TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS,
+        eject_after_failures=settings.TFSP_TF_SERVING_EJECT_AFTER_FAILURES,
+        ejection_seconds=settings.TFSP_TF_SERVING_EJECTION_SECONDS,
     )
+
+
+def check_targets_resolve() -> None:
+    """Refuse to start when a TF Serving host name does not resolve (a misspelt target).
+
+    A name that resolves but does not answer is not refused: that is a host down, which the client
+    routes around; refusing to start would turn one serving host's outage into a web outage.
+    """
+    config = client_config()
+    variable = "TFSP_TF_SERVING_TARGETS" if config.protocol == "grpc" else "TFSP_TF_SERVING_REST_TARGETS"
+    for target in config.hosts:
+        host, port = split_target(target)
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as error:
+            raise ImproperlyConfigured(f"{variable}: {host} does not resolve ({error})") from None
+
+
+def _ejection(host: str, ejected: bool) -> None:
+    SERVING_HOST_EJECTED.labels(host).set(1 if ejected else 0)
+
+
+def _host_error(host: str, kind: str) -> None:
+    SERVING_HOST_ERRORS.labels(host, kind).inc()
 
 
 def get_client() -> TFServingClient:
@@ -53,7 +90,9 @@ def get_client() -> TFServingClient:
             if _client is None or _client.config != config:
                 if _client is not None:
                     _client.close()
-                _client = TFServingClient(config)
+                _client = TFServingClient(config, on_error=_host_error, on_ejection=_ejection)
+                for host in config.hosts:
+                    _ejection(host, False)
     return _client
 
 

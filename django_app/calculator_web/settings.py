@@ -6,7 +6,9 @@ cookies, so any number of web hosts can sit behind the load balancer.
 
 Environment: DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGINS,
 DJANGO_STATIC_ROOT, DJANGO_SECURE_SSL_REDIRECT, TFSP_TF_SERVING_TARGETS, TFSP_TF_SERVING_REST_TARGETS,
-TFSP_TF_SERVING_PROTOCOL, TFSP_MODEL_NAME, TFSP_TF_SERVING_TIMEOUT_SECONDS.
+TFSP_TF_SERVING_PROTOCOL, TFSP_MODEL_NAME, TFSP_TF_SERVING_TIMEOUT_SECONDS,
+TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS, TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS,
+TFSP_TF_SERVING_EJECT_AFTER_FAILURES, TFSP_TF_SERVING_EJECTION_SECONDS.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from tfsp_client.config import ClientConfig, ConfigError
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -44,8 +47,16 @@ def env_float(name: str, default: float) -> float:
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
     if value <= 0:
-        raise ImproperlyConfigured(f"{name} must be positive")
+        raise ImproperlyConfigured(f"{name} must be positive, not {raw!r}")
     return value
+
+
+def env_int(name: str, default: int) -> int:
+    """Read a positive whole number."""
+    raw = os.environ.get(name, "").strip()
+    if raw and (not raw.isdigit() or int(raw) < 1):
+        raise ImproperlyConfigured(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw) if raw else default
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -130,6 +141,25 @@ if TFSP_TF_SERVING_PROTOCOL not in {"grpc", "rest"}:
     )
 TFSP_MODEL_NAME = os.environ.get("TFSP_MODEL_NAME", "").strip() or "calculator"
 TFSP_TF_SERVING_TIMEOUT_SECONDS = env_float("TFSP_TF_SERVING_TIMEOUT_SECONDS", 2.0)
+TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS = env_float("TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS", 0.25)
+TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS = env_float("TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS", 0.5)
+TFSP_TF_SERVING_EJECT_AFTER_FAILURES = env_int("TFSP_TF_SERVING_EJECT_AFTER_FAILURES", 2)
+TFSP_TF_SERVING_EJECTION_SECONDS = env_float("TFSP_TF_SERVING_EJECTION_SECONDS", 2.0)
+# The client's own checks (host:port syntax, duplicates), reported under the variable's name.
+_CONFIG_FIELD_VARIABLES = {
+    "targets": "TFSP_TF_SERVING_TARGETS",
+    "rest_targets": "TFSP_TF_SERVING_REST_TARGETS",
+    "protocol": "TFSP_TF_SERVING_PROTOCOL",
+}
+try:
+    ClientConfig(
+        targets=tuple(TFSP_TF_SERVING_TARGETS),
+        rest_targets=tuple(TFSP_TF_SERVING_REST_TARGETS),
+        protocol=TFSP_TF_SERVING_PROTOCOL,
+    )
+except ConfigError as _error:
+    _variable = _CONFIG_FIELD_VARIABLES.get(_error.field, _error.field)
+    raise ImproperlyConfigured(f"{_variable}: {_error}") from None
 # Largest list the calculator accepts per operand (keeps requests far below gRPC's 4 MiB limit).
 TFSP_MAX_ELEMENTS = 1000
 

@@ -41,11 +41,28 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def status(request: HttpRequest) -> HttpResponse:
-    """Each TF Serving host's view of the model, and the model's signatures."""
+    """Each TF Serving host's view of the model, and the model's signatures.
+
+    A public page: hosts appear by label ("serving host 1") with generic states, never by their
+    internal names or with TF Serving's own error messages (those are in the logs and /metrics).
+    """
     client = serving.get_client()
     hosts = client.host_statuses()
+    health = {h.host: h for h in client.host_health()}
     context: dict = {
-        "hosts": hosts,
+        "hosts": [
+            {
+                "label": h.label,
+                "answers": h.error is None,
+                "error": h.error,
+                "ejected": health[h.host].ejected,
+                "versions": [
+                    {"version": v.version, "state": v.state, "failed": v.error_code != "OK"}
+                    for v in h.versions
+                ],
+            }
+            for h in hosts
+        ],
         "protocol": client.config.protocol,
         "model_name": settings.TFSP_MODEL_NAME,
         "ready": any(h.available for h in hosts),
@@ -63,8 +80,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready when at least one TF Serving host reports the model AVAILABLE."""
-    hosts = serving.get_client().host_statuses()
+    """Ready when at least one TF Serving host reports the model AVAILABLE (hosts asked concurrently)."""
+    client = serving.get_client()
+    hosts = client.host_statuses()
+    health = {h.host: h for h in client.host_health()}
     ready = any(h.available for h in hosts)
     body = {
         "status": "ready" if ready else "not ready",
@@ -72,7 +91,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "hosts": [
             {
                 "host": h.host,
+                "label": h.label,
                 "available": h.available,
+                "ejected": health[h.host].ejected,
                 "versions": {str(v.version): v.state for v in h.versions},
                 **({"error": h.error} if h.error else {}),
             }

@@ -91,6 +91,7 @@ IMPLEMENTED = frozenset(
         "version",
         "monitoring_config_file",
         "grpc_max_threads",
+        "enable_grpc_healthcheck_service",
     }
 )
 

@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
 from tf_serving_standin import metrics
 from tf_serving_standin.api import ServingApi
 from tf_serving_standin.errors import CODE_NUMBER, ServingError, from_exception
+from tf_serving_standin.health import HealthService
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,18 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def create_server(port: int, api: ServingApi, reload_config: Callable, max_threads: int) -> grpc.Server:
-    """Build (not start) the gRPC server listening on 0.0.0.0:port."""
+def create_server(
+    port: int, api: ServingApi, reload_config: Callable, max_threads: int, health: HealthService | None = None
+) -> grpc.Server:
+    """Build (not start) the gRPC server listening on 0.0.0.0:port (with ``health`` if given)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads or 16, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(api), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api, reload_config), server)
+    if health is not None:
+        health.register(server)
     if server.add_insecure_port(f"0.0.0.0:{port}") == 0:
         raise ServingError("UNAVAILABLE", f"Failed to bind gRPC port {port}")
     return server

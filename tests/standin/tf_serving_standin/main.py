@@ -50,6 +50,7 @@ def serve(options: Options) -> int:
     from tf_serving_standin.config import read_model_config, read_monitoring_config, single_model_config
     from tf_serving_standin.core import ServerCore
     from tf_serving_standin.grpc_service import create_server
+    from tf_serving_standin.health import HealthService
     from tf_serving_standin.rest import RestServer
 
     if options.tensorflow_intra_op_parallelism:
@@ -88,7 +89,8 @@ def serve(options: Options) -> int:
         core.load_initial(config)
         core.start()
 
-        grpc_server = create_server(options.port, api, core.reload, options.grpc_max_threads)
+        health = HealthService() if options.enable_grpc_healthcheck_service else None
+        grpc_server = create_server(options.port, api, core.reload, options.grpc_max_threads, health)
         grpc_server.start()
         log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", options.port)
         rest_server = None
@@ -118,6 +120,8 @@ def serve(options: Options) -> int:
         ).start()
 
     stop.wait()
+    if health is not None:
+        health.shutdown()  # as gRPC's server shutdown does: NOT_SERVING before it stops accepting
     core.stop()
     grpc_done = grpc_server.stop(grace=DRAIN_SECONDS)
     if rest_server is not None:
