@@ -142,3 +142,47 @@ def test_broken_configuration_never_went_live(host):
     """side_effect.yml pushed an invalid directive: it must be nowhere in the live configuration."""
     assert "tfsp_no_such_directive" not in host.run("nginx -T").stdout
     assert host.run("systemctl is-failed nginx").stdout.strip() == "active"
+
+
+def host_address(host) -> str:
+    facts = host.ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
+    return facts["ansible_default_ipv4"]["address"]
+
+
+def test_metrics_answer_loopback_through_the_site(host):
+    result = curl(host, f"-o /dev/null -w '%{{http_code}}' https://{NAME}/metrics")
+    assert result.stdout == "200"
+
+
+def test_metrics_refused_to_others_through_the_site(host):
+    """From the host's own network address (not loopback, not a monitoring host): refused."""
+    ip = host_address(host)
+    result = host.run(
+        f"curl -sk --max-time 10 --resolve {NAME}:443:{ip} -o /dev/null -w '%{{http_code}}' https://{NAME}/metrics"
+    )
+    assert result.stdout == "403"
+    # Control: the same address reaches the rest of the site.
+    result = host.run(
+        f"curl -sk --max-time 10 --resolve {NAME}:443:{ip} -o /dev/null -w '%{{http_code}}' https://{NAME}/"
+    )
+    assert result.stdout == "200"
+
+
+def test_metrics_listener_serves_only_metrics_with_the_site_name(host):
+    result = host.run("curl -s --max-time 10 http://127.0.0.1:9180/metrics")
+    echoed = json.loads(result.stdout)
+    assert echoed["path"] == "/metrics"
+    assert {key.lower(): value for key, value in echoed["headers"].items()}["host"] == NAME
+    assert host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9180/status").stdout == "404"
+
+
+def test_metrics_listener_refuses_others(host):
+    ip = host_address(host)
+    result = host.run(f"curl -s --max-time 10 -o /dev/null -w '%{{http_code}}' http://{ip}:9180/metrics")
+    assert result.stdout == "403"
+
+
+def test_stub_status_on_loopback_only(host):
+    assert "Active connections" in host.run("curl -s --max-time 10 http://127.0.0.1:8080/stub_status").stdout
+    assert host.socket("tcp://127.0.0.1:8080").is_listening
+    assert not host.socket("tcp://0.0.0.0:8080").is_listening
