@@ -96,8 +96,10 @@ def test_home_page_shows_result_version_and_round_trip(client, use_standins):
 
 def test_status_page_shows_hosts_versions_and_signatures(client, use_standins):
     page = client.get("/status").content.decode()
-    for standin in use_standins:
-        assert standin.grpc_target in page
+    for index, standin in enumerate(use_standins, start=1):
+        assert f"serving host {index}" in page
+        assert standin.grpc_target not in page  # a public page: labels, not internal names
+    assert page.count("In rotation") == 2
     assert page.count("v1 AVAILABLE") == 2
     for signature in ("add", "subtract", "multiply", "classify", "regress"):
         assert f"<code>{signature}</code>" in page

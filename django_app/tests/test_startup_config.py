@@ -86,11 +86,11 @@ def test_gunicorn_stops_with_the_line_instead_of_restarting_workers():
         "--bind",
         f"127.0.0.1:{free_port()}",
         "--workers",
-        "2",
+        "1",
         "calculator_web.wsgi:application",
     )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
     line = "calculator-web: configuration error: TFSP_TF_SERVING_TARGETS: no-such-tf-serving.invalid"
-    assert line in result.stderr
-    assert "App failed to load" in result.stderr
+    assert line in result.stderr, result.stderr
+    assert "App failed to load" in result.stderr, result.stderr

@@ -45,7 +45,7 @@ class ClientConfig:
     attempt_timeout_seconds: float = 0.25
     eject_after_failures: int = 2
     ejection_seconds: float = 2.0
-    max_ejection_seconds: float = 30.0
+    max_ejection_seconds: float = 10.0
     probe_timeout_seconds: float = 0.25
     status_timeout_seconds: float = 0.5
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
