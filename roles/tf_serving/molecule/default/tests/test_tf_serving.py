@@ -41,13 +41,26 @@ def container(host):
     return json.loads(result.stdout)[0]
 
 
+def _record(host, name: str) -> dict:
+    """A record side_effect wrote; missing means side_effect did not run as the scenario says."""
+    record = host.file(f"/root/{name}.json")
+    assert record.exists, f"/root/{name}.json missing: side_effect (update, failed rollout) did not run"
+    return json.loads(record.content_string)
+
+
 @pytest.fixture(scope="module")
 def updated(host):
-    """The container as recorded by side_effect before it deployed version 2."""
-    record = host.file("/root/tf-serving-before-update.json")
-    if not record.exists:
-        pytest.skip("side_effect (the version 2 update) has not run")
-    return json.loads(record.content_string)
+    """The container as recorded by side_effect before and after it deployed version 2."""
+    return {
+        "before": _record(host, "tf-serving-before-update"),
+        "after": _record(host, "tf-serving-after-update"),
+    }
+
+
+@pytest.fixture(scope="module")
+def failed_rollout(host):
+    """What the role reported when it rolled out the corrupted version 3."""
+    return _record(host, "tf-serving-failed-rollout")
 
 
 def float_tensor(values: list[float]) -> tensor_pb2.TensorProto:
@@ -155,9 +168,9 @@ def test_prometheus_metrics_served(address):
     assert ":tensorflow:serving:" in response.text
 
 
-def test_update_kept_the_same_container(container, updated):
-    assert container["Id"] == updated["id"]
-    assert container["State"]["StartedAt"] == updated["started_at"]
+def test_update_kept_the_same_container(updated):
+    assert updated["after"]["id"] == updated["before"]["id"]
+    assert updated["after"]["started_at"] == updated["before"]["started_at"]
 
 
 def test_update_serves_version_2(channel, address, updated):
@@ -176,3 +189,44 @@ def test_update_moved_the_stable_label(channel, address, updated):
 def test_update_shipped_version_2_completely(host, updated):
     assert host.file(f"{MODEL_BASE}/calculator/2/saved_model.pb").exists
     assert host.file(f"{MODEL_BASE}/calculator/1/saved_model.pb").exists
+
+
+def test_failed_rollout_fails_fast_with_the_servers_error(failed_rollout):
+    assert "DATA_LOSS" in failed_rollout["msg"] or "Can't parse" in failed_rollout["msg"], failed_rollout
+    # The server's END state, not the 180 s availability timeout, ended the wait.
+    assert failed_rollout["seconds"] < 90, failed_rollout
+
+
+def test_failed_version_went_to_quarantine_and_is_reported(host, failed_rollout):
+    [entry] = failed_rollout["quarantine"]
+    assert (entry["model"], entry["version"]) == ("calculator", 3)
+    assert entry["path"].startswith(f"{MODEL_BASE}/.quarantine/calculator-3-")
+    assert entry["path"] in failed_rollout["msg"]
+    assert host.file(f"{entry['path']}/saved_model.pb").content_string == "not a SavedModel protocol buffer\n"
+
+
+def test_failed_version_is_not_where_the_server_looks(host):
+    assert not host.file(f"{MODEL_BASE}/calculator/3").exists
+    assert sorted(host.file(f"{MODEL_BASE}/calculator").listdir()) == ["1", "2"]
+
+
+def test_controller_export_of_the_failed_version_is_untouched():
+    export = SOURCE.parent / "3" / "saved_model.pb"
+    assert export.read_text() == "not a SavedModel protocol buffer\n"
+
+
+def test_restart_after_the_failed_rollout_serves_version_2(channel, address, container, updated):
+    # Same container, started again by the side effect's restart.
+    assert container["Id"] == updated["after"]["id"]
+    assert container["State"]["StartedAt"] != updated["after"]["started_at"]
+    assert container["State"]["Running"] is True
+    assert container["RestartCount"] == 0
+    status = requests.get(f"http://{address}:8501/v1/models/calculator", timeout=5).json()
+    states = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
+    assert states == {"1": "AVAILABLE", "2": "AVAILABLE"}, status
+    assert predict(channel, "add", [2.0], [3.0], label="stable") == [5.0]
+
+
+def test_server_offers_the_grpc_health_service_and_drains_on_stop(container):
+    assert "--enable_grpc_healthcheck_service=true" in container["Args"]
+    assert container["Config"]["StopTimeout"] == 30
