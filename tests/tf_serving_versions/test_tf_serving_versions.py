@@ -273,6 +273,11 @@ def test_nonsense_waves(waves, fail, hosts, problem):
     assert problem in problems[0]
 
 
+def test_a_whole_tier_wave_when_allowed():
+    assert tsv.wave_problems(["100%"], 0, 4, allow_whole_tier=True) == []
+    assert tsv.wave_problems([4], 0, 4, allow_whole_tier="false") != []
+
+
 def test_one_host_may_go_in_one_wave():
     assert tsv.wave_problems(["100%"], 0, 1) == []
 

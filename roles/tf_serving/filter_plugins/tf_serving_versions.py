@@ -327,15 +327,20 @@ def rollout_problems(
     return problems
 
 
-def wave_problems(waves: Any, max_fail_percentage: Any = 0, host_count: Any = 0) -> list[str]:
+def wave_problems(
+    waves: Any, max_fail_percentage: Any = 0, host_count: Any = 0, allow_whole_tier: Any = False
+) -> list[str]:
     """What is wrong with a ``serial`` wave spec (empty when it makes sense).
 
     A wave is a positive integer or a percentage in (0, 100]; the spec is one
     wave or a list of them. With more than one host, no wave may take every
-    host at once (that would stop the whole tier). ``max_fail_percentage`` is
-    an integer in [0, 100].
+    host at once (that would stop the whole tier) unless ``allow_whole_tier``
+    (a first install, a maintenance window). ``max_fail_percentage`` is an
+    integer in [0, 100].
     """
     problems = []
+    if str(allow_whole_tier).lower() in ("true", "yes", "1"):
+        host_count = 0
     spec = waves if isinstance(waves, list) else [waves]
     if not spec:
         problems.append("the wave list is empty")
