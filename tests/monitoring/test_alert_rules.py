@@ -102,3 +102,17 @@ def test_a_broken_expectation_fails(rules_dir):
     }
     (rules_dir / "broken_test.yml").write_text(yaml.safe_dump(broken))
     assert promtool("test", "rules", str(rules_dir / "broken_test.yml")).returncode != 0
+
+
+def test_dcgm_exports_every_field_the_rules_use(rules_dir):
+    """The counters the DCGM exporter is given include each DCGM_FI_* field the rules read."""
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    exported = {field for field, _kind, _help in defaults["monitoring_dcgm_counters"]}
+    used = {
+        word
+        for rule in rules(rules_dir)
+        for word in rule["expr"].replace("(", " ").replace(")", " ").split()
+        if word.startswith("DCGM_FI_")
+    }
+    assert used == {"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE"}
+    assert used <= exported
