@@ -81,3 +81,26 @@ def test_serving_host_allows_exactly_the_web_host():
     ruleset = _host(GPU).run("nft list set inet tfsp_filter tf_serving_clients4").stdout
     assert _address(WEB) in ruleset
     assert _address(OUTSIDER) not in ruleset
+
+
+MONITORING = f"fw-mon-{DISTRO}"
+
+
+@pytest.mark.parametrize("target", [GPU, WEB])
+def test_monitoring_host_reaches_the_node_exporter(target):
+    assert _reaches(MONITORING, target, 9100)
+
+
+@pytest.mark.parametrize("target", [GPU, WEB])
+def test_outsider_cannot_reach_the_node_exporter(target):
+    assert not _reaches(OUTSIDER, target, 9100)
+
+
+def test_monitoring_host_reaches_tf_serving_rest_only():
+    assert _reaches(MONITORING, GPU, 8501)
+    assert not _reaches(MONITORING, GPU, 8500)
+
+
+def test_prometheus_closed_without_operator_sources():
+    assert not _reaches(OUTSIDER, MONITORING, 9090)
+    assert _reaches(OUTSIDER, MONITORING, 22)
