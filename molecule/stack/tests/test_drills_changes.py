@@ -1,0 +1,231 @@
+"""Day-2 changes of the serving and web tiers under load: each must drop zero requests.
+
+Every drill runs the operator's own playbook against the stack while the shared load loop
+(tests/drills/loadloop.py) sends paced requests through every web host, then requires a clean
+report: no failed request, every site and both serving hosts answering. The playbooks roll host by
+host (playbooks/vars/waves.yml); the time of each run is written to
+build/drill-results/changes.json (per run and per serving host) for the fleet arithmetic in
+roles/tf_serving/README.md.
+
+Order (the stack as the earlier tests left it): a batching toggle and an image change through
+gpu_hosts.yml, a gunicorn worker change through web_hosts.yml, a failed rollout of a corrupted
+version followed by a restart of TF Serving, a rollback to the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from loadloop import LoadLoop
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+RESULTS = REPO_ROOT / "build" / "drill-results" / "changes.json"
+SERVING_HOSTS = ("stack-tfs1", "stack-tfs2")
+WEB_HOSTS = ("stack-web1", "stack-web2")
+MODEL_BASE = "/srv/tf-serving/models"
+STANDIN = "tfsp/tf-serving-standin"
+GARBAGE = b"not a SavedModel protocol buffer\n"
+
+
+def _playbook(inventory_file: str, playbook: str, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a playbook of the repository against the stack; (result, seconds)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        ["ansible-playbook", playbook, "-i", inventory_file, *extra],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, time.monotonic() - started
+
+
+def _ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def _record(drill: str, **figures) -> None:
+    """Keep the drill's figures beside the other drills' (build/ is not committed)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[drill] = figures
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def _container(host, name: str) -> dict:
+    result = host(name).run("docker inspect tf-serving")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+def _states(host, name: str) -> dict[int, str]:
+    """TF Serving's version states on a serving host (asked on its own REST port)."""
+    result = host(name).run("curl -sf http://$(hostname):8501/v1/models/calculator")
+    if result.rc != 0:
+        return {}
+    return {int(v["version"]): v["state"] for v in json.loads(result.stdout)["model_version_status"]}
+
+
+def _wait_available(host, name: str, version: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _states(host, name).get(version) == "AVAILABLE":
+            return
+        time.sleep(2)
+    pytest.fail(f"{name}: version {version} not AVAILABLE within {timeout}s: {_states(host, name)}")
+
+
+def _controller_versions() -> list[int]:
+    source = Path(os.environ["TFSP_MODEL_SOURCE"])
+    return sorted(int(path.name) for path in source.iterdir() if path.name.isdigit())
+
+
+def _assert_clean(load: LoadLoop) -> None:
+    # served_by names the gRPC target the web tier called: host:port.
+    load.report.assert_clean(min_requests=100, serving_hosts={f"{name}:8500" for name in SERVING_HOSTS})
+
+
+def _figures(load: LoadLoop, runs: dict[str, float], hosts: int) -> dict:
+    return {
+        "requests": len(load.report.records),
+        "failed": len(load.report.failures),
+        "slowest_ms": round(load.report.slowest_ms),
+        "seconds": {name: round(seconds, 1) for name, seconds in runs.items()},
+        "seconds_per_host": {name: round(seconds / hosts, 1) for name, seconds in runs.items()},
+    }
+
+
+def test_bad_rollout_request_stops_before_any_host(inventory_file):
+    missing = max(_controller_versions()) + 100
+    result, _ = _playbook(
+        inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={missing}"
+    )
+    assert result.returncode != 0
+    assert f"calculator version {missing} is not on the controller" in result.stdout
+    assert "PLAY [Roll out a model version]" not in result.stdout
+
+
+def test_batching_toggle_through_gpu_hosts_drops_nothing(inventory_file, host, site_urls):
+    before = {name: _container(host, name)["State"]["StartedAt"] for name in SERVING_HOSTS}
+    runs = {}
+    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+        on, runs["batching_on"] = _playbook(
+            inventory_file, "playbooks/gpu_hosts.yml", "-e", "tf_serving_batching_enabled=true"
+        )
+        _ok(on)
+        batched = {name: _container(host, name) for name in SERVING_HOSTS}
+        off, runs["batching_off"] = _playbook(
+            inventory_file, "playbooks/gpu_hosts.yml", "-e", "tf_serving_batching_enabled=false"
+        )
+        _ok(off)
+    _record("batching_toggle", **_figures(load, runs, len(SERVING_HOSTS)))
+    for name, container in batched.items():
+        assert "--enable_batching=true" in container["Args"], name
+        assert container["State"]["StartedAt"] != before[name], f"{name}: TF Serving was not restarted"
+    for name in SERVING_HOSTS:
+        assert "--enable_batching=true" not in _container(host, name)["Args"], name
+    _assert_clean(load)
+
+
+def test_serving_image_change_drops_nothing(inventory_file, host, site_urls):
+    for name in SERVING_HOSTS:
+        tagged = host(name).run(f"docker tag {STANDIN}:latest {STANDIN}:drill")
+        assert tagged.rc == 0, tagged.stderr
+    runs = {}
+    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+        new, runs["new_tag"] = _playbook(
+            inventory_file, "playbooks/gpu_hosts.yml", "-e", f"tf_serving_image={STANDIN}:drill"
+        )
+        _ok(new)
+        on_new_tag = {name: _container(host, name)["Config"]["Image"] for name in SERVING_HOSTS}
+        back, runs["back"] = _playbook(inventory_file, "playbooks/gpu_hosts.yml")
+        _ok(back)
+    _record("image_change", **_figures(load, runs, len(SERVING_HOSTS)))
+    assert on_new_tag == dict.fromkeys(SERVING_HOSTS, f"{STANDIN}:drill")
+    for name in SERVING_HOSTS:
+        assert _container(host, name)["Config"]["Image"] == f"{STANDIN}:latest"
+    _assert_clean(load)
+
+
+def test_gunicorn_worker_change_through_web_hosts_drops_nothing(inventory_file, host, site_urls):
+    config = "/etc/calculator-web/gunicorn.conf.py"
+    runs = {}
+    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+        fewer, runs["two_workers"] = _playbook(
+            inventory_file, "playbooks/web_hosts.yml", "-e", "calculator_web_gunicorn_workers=2"
+        )
+        _ok(fewer)
+        changed = {name: host(name).file(config).content_string for name in WEB_HOSTS}
+        back, runs["back"] = _playbook(inventory_file, "playbooks/web_hosts.yml")
+        _ok(back)
+    _record("gunicorn_workers", **_figures(load, runs, len(WEB_HOSTS)))
+    for name, text in changed.items():
+        assert "workers = 2\n" in text, name
+    _assert_clean(load)
+
+
+def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_urls):
+    source = Path(os.environ["TFSP_MODEL_SOURCE"])
+    good = max(_controller_versions())
+    bad = good + 1
+    shutil.copytree(source / str(good), source / str(bad))
+    (source / str(bad) / "saved_model.pb").write_bytes(GARBAGE)
+    runs = {}
+    try:
+        with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+            rollout, runs["failed_rollout"] = _playbook(
+                inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={bad}"
+            )
+            started = time.monotonic()
+            restarted = host("stack-tfs1").run("docker restart tf-serving")
+            assert restarted.rc == 0, restarted.stderr
+            _wait_available(host, "stack-tfs1", good)
+            runs["restart"] = time.monotonic() - started
+    finally:
+        # The operator's fix: the corrupted export goes; a fixed one would get a new number.
+        shutil.rmtree(source / str(bad))
+    _record("failed_rollout", **_figures(load, runs, 1))
+    assert rollout.returncode != 0, "the rollout of a corrupted version succeeded"
+    assert "DATA_LOSS" in rollout.stdout or "Can't parse" in rollout.stdout, rollout.stdout[-3000:]
+    assert f"{MODEL_BASE}/.quarantine/calculator-{bad}-" in rollout.stdout, rollout.stdout[-3000:]
+    # The first wave failed: the second host never got the version.
+    assert not host("stack-tfs2").file(f"{MODEL_BASE}/calculator/{bad}").exists
+    assert not host("stack-tfs1").file(f"{MODEL_BASE}/calculator/{bad}").exists
+    quarantined = host("stack-tfs1").run(f"ls {MODEL_BASE}/.quarantine")
+    assert f"calculator-{bad}-" in quarantined.stdout
+    for name in SERVING_HOSTS:
+        assert _states(host, name).get(good) == "AVAILABLE", name
+    assert _container(host, "stack-tfs1")["RestartCount"] == 0
+    _assert_clean(load)
+
+
+def test_rollback_to_the_previous_version_drops_nothing(inventory_file, host, site_urls):
+    versions = _controller_versions()
+    assert len(versions) >= 2, f"the rollout test should have exported a second version: {versions}"
+    newest, previous = versions[-1], versions[-2]
+    for name in SERVING_HOSTS:
+        _wait_available(host, name, newest, timeout=30)
+    runs = {}
+    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+        rollback, runs["rollback"] = _playbook(
+            inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={previous}"
+        )
+        _ok(rollback)
+        load.mark("rolled_back")
+        time.sleep(3)
+        load.mark("after")
+    _record("rollback", **_figures(load, runs, len(SERVING_HOSTS)))
+    for name in SERVING_HOSTS:
+        states = _states(host, name)
+        assert states.get(previous) == "AVAILABLE", (name, states)
+        assert states.get(newest) != "AVAILABLE", (name, states)
+    after = [record.model_version for record in load.report.window("rolled_back", "after") if record.ok]
+    assert after, "no answer after the rollback"
+    assert set(after) == {previous}
+    _assert_clean(load)
