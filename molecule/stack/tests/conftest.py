@@ -39,9 +39,15 @@ def host(inventory_file):
     return get
 
 
-# The end-to-end checks first (they expect the stack as site.yml left it, version 1 serving), then the
-# drills, which change versions, settings and hosts: client faults before serving-tier changes.
-FILE_ORDER = ("test_stack.py", "test_drills_client.py", "test_drills_changes.py")
+# The end-to-end checks first (they expect the stack as site.yml left it, version 1 serving), then
+# monitoring (a quiet stack, so an alert's cause is known), then the drills, which change versions,
+# settings and hosts: client faults before serving-tier changes.
+FILE_ORDER = (
+    "test_stack.py",
+    "test_monitoring_stack.py",
+    "test_drills_client.py",
+    "test_drills_changes.py",
+)
 
 
 def pytest_collection_modifyitems(items) -> None:
