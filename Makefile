@@ -28,6 +28,10 @@ system-deps: .cache/apt.stamp ## install the Debian packages the controller need
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  if echo " $$missing " | grep -q ' prometheus ' && [ -d /run/systemd/system ]; then \
+	    echo "promtool is what the controller needs of prometheus: stopping the server its package started"; \
+	    $(SUDO) systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; \
+	  fi; \
 	fi
 	@touch $@
 
