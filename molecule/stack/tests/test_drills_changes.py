@@ -31,6 +31,9 @@ WEB_HOSTS = ("stack-web1", "stack-web2")
 MODEL_BASE = "/srv/tf-serving/models"
 STANDIN = "tfsp/tf-serving-standin"
 GARBAGE = b"not a SavedModel protocol buffer\n"
+#: Between a client's requests: about 40 requests/s in all, enough to see any gap, and CPU left for
+#: the playbooks on this two-core machine.
+PACE = 0.05
 
 
 def _playbook(inventory_file: str, playbook: str, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -115,7 +118,7 @@ def test_bad_rollout_request_stops_before_any_host(inventory_file):
 def test_batching_toggle_through_gpu_hosts_drops_nothing(inventory_file, host, site_urls):
     before = {name: _container(host, name)["State"]["StartedAt"] for name in SERVING_HOSTS}
     runs = {}
-    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+    with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
         on, runs["batching_on"] = _playbook(
             inventory_file, "playbooks/gpu_hosts.yml", "-e", "tf_serving_batching_enabled=true"
         )
@@ -139,32 +142,27 @@ def test_serving_image_change_drops_nothing(inventory_file, host, site_urls):
         tagged = host(name).run(f"docker tag {STANDIN}:latest {STANDIN}:drill")
         assert tagged.rc == 0, tagged.stderr
     runs = {}
-    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+    with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
         new, runs["new_tag"] = _playbook(
             inventory_file, "playbooks/gpu_hosts.yml", "-e", f"tf_serving_image={STANDIN}:drill"
         )
         _ok(new)
-        on_new_tag = {name: _container(host, name)["Config"]["Image"] for name in SERVING_HOSTS}
-        back, runs["back"] = _playbook(inventory_file, "playbooks/gpu_hosts.yml")
-        _ok(back)
     _record("image_change", **_figures(load, runs, len(SERVING_HOSTS)))
-    assert on_new_tag == dict.fromkeys(SERVING_HOSTS, f"{STANDIN}:drill")
+    # One direction is enough: going back is the same change (and would cost CI another run).
     for name in SERVING_HOSTS:
-        assert _container(host, name)["Config"]["Image"] == f"{STANDIN}:latest"
+        assert _container(host, name)["Config"]["Image"] == f"{STANDIN}:drill", name
     _assert_clean(load)
 
 
 def test_gunicorn_worker_change_through_web_hosts_drops_nothing(inventory_file, host, site_urls):
     config = "/etc/calculator-web/gunicorn.conf.py"
     runs = {}
-    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+    with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
         fewer, runs["two_workers"] = _playbook(
             inventory_file, "playbooks/web_hosts.yml", "-e", "calculator_web_gunicorn_workers=2"
         )
         _ok(fewer)
         changed = {name: host(name).file(config).content_string for name in WEB_HOSTS}
-        back, runs["back"] = _playbook(inventory_file, "playbooks/web_hosts.yml")
-        _ok(back)
     _record("gunicorn_workers", **_figures(load, runs, len(WEB_HOSTS)))
     for name, text in changed.items():
         assert "workers = 2\n" in text, name
@@ -179,7 +177,7 @@ def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_ur
     (source / str(bad) / "saved_model.pb").write_bytes(GARBAGE)
     runs = {}
     try:
-        with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+        with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
             rollout, runs["failed_rollout"] = _playbook(
                 inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={bad}"
             )
@@ -213,7 +211,7 @@ def test_rollback_to_the_previous_version_drops_nothing(inventory_file, host, si
     for name in SERVING_HOSTS:
         _wait_available(host, name, newest, timeout=30)
     runs = {}
-    with LoadLoop(sites=site_urls, clients_per_site=2) as load:
+    with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
         rollback, runs["rollback"] = _playbook(
             inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={previous}"
         )
