@@ -1,5 +1,12 @@
 """Day-2 changes of the serving and web tiers under load: each must drop zero requests.
 
+NOT YET IN THE SUITE: the file name keeps pytest (and so `make test`) from collecting it until a
+full run of the stack has passed it. One run passed the gunicorn drill (0 failed of 40,924) and
+showed the batching and image drills failing on a bug since fixed (tier playbooks had no facts of
+the other tiers); the failed-rollout and rollback drills have not completed yet. To run it, rename
+it to test_drills_changes.py and run `molecule converge -s stack && molecule verify -s stack` from
+the repository root; keep that name once it passes.
+
 Every drill runs the operator's own playbook against the stack while the shared load loop
 (tests/drills/loadloop.py) sends paced requests through every web host, then requires a clean
 report: no failed request, every site and both serving hosts answering. The playbooks roll host by
