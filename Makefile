@@ -78,7 +78,7 @@ molecule: setup images models standin-image ## every Molecule scenario in the CI
 test: setup images lint models standin-image web-venv ## the whole suite, as CI runs it
 	rc=0; \
 	$(WEB_VENV)/bin/pytest django_app || rc=1; \
-	pytest model_src tests || rc=1; \
+	pytest model_src tests --durations=25 || rc=1; \
 	exit $$rc
 
 test-all: ## the whole suite with every scenario on Debian 12 and 13
