@@ -82,7 +82,11 @@ def _wait_available(host, name: str, version: int, timeout: float = 180) -> None
         if _states(host, name).get(version) == "AVAILABLE":
             return
         time.sleep(2)
-    pytest.fail(f"{name}: version {version} not AVAILABLE within {timeout}s: {_states(host, name)}")
+    # What the server said last tells why: a crash loop, a load error, a port not published.
+    logs = host(name).run("docker ps -a --filter name=tf-serving; docker logs --tail 30 tf-serving 2>&1")
+    pytest.fail(
+        f"{name}: version {version} not AVAILABLE within {timeout}s: {_states(host, name)}\n{logs.stdout}"
+    )
 
 
 def _controller_versions() -> list[int]:
@@ -177,6 +181,8 @@ def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_ur
             rollout, runs["failed_rollout"] = _playbook(
                 inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={bad}"
             )
+            assert rollout.returncode != 0, "the rollout of a corrupted version succeeded"
+            assert f"{MODEL_BASE}/.quarantine/calculator-{bad}-" in rollout.stdout, rollout.stdout[-6000:]
             started = time.monotonic()
             restarted = host("stack-tfs1").run("docker restart tf-serving")
             assert restarted.rc == 0, restarted.stderr
@@ -186,9 +192,7 @@ def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_ur
         # The operator's fix: the corrupted export goes; a fixed one would get a new number.
         shutil.rmtree(source / str(bad))
     _record("failed_rollout", **_figures(load, runs, 1))
-    assert rollout.returncode != 0, "the rollout of a corrupted version succeeded"
     assert "DATA_LOSS" in rollout.stdout or "Can't parse" in rollout.stdout, rollout.stdout[-3000:]
-    assert f"{MODEL_BASE}/.quarantine/calculator-{bad}-" in rollout.stdout, rollout.stdout[-3000:]
     # The first wave failed: the second host never got the version.
     assert not host("stack-tfs2").file(f"{MODEL_BASE}/calculator/{bad}").exists
     assert not host("stack-tfs1").file(f"{MODEL_BASE}/calculator/{bad}").exists
