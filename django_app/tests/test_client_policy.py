@@ -211,6 +211,25 @@ def test_last_host_gets_all_the_time_left(make_client, fake):
     assert fake.attempts[2:] == [(B, 0.25), (A, 1.75)]
 
 
+def test_only_admitted_host_gets_all_the_time_left(make_client, fake, clock):
+    """B ejected (restarting): a slow A is waited for, not abandoned for a host known to be down."""
+    client = make_client(timeout_seconds=2, attempt_timeout_seconds=0.25, eject_after_failures=1)
+    fake.mode = {A: "ok", B: "refused"}
+    predict(client)  # A
+    predict(client)  # B refused, ejected; then A
+    assert client.events[-1] == ("ejected", B)
+    fake.attempts.clear()
+    fake.mode[A] = "slow"
+    answer = predict(client)
+    assert answer.host == A
+    assert fake.attempts == [(A, pytest.approx(2))]
+    # A fails fast (refused): the ejected host still gets the time left, as before.
+    fake.mode = {A: "refused", B: "ok"}
+    fake.attempts.clear()
+    assert predict(client).host == B
+    assert [host for host, _ in fake.attempts] == [A, B]
+
+
 def test_answers_are_not_reissued_and_do_not_count_as_failures(make_client, fake):
     client = make_client(eject_after_failures=1)
     fake.mode = {A: "rejects", B: "rejects"}

@@ -93,9 +93,13 @@ class TFServingClient:
             left = deadline - self._clock()
             if left <= 0 or (index > 0 and not self._pool.may_reissue()):
                 break
-            last = index == len(hosts) - 1
             try:
-                result = call(host, left if last else min(left, self.config.attempt_timeout_seconds))
+                result = call(
+                    host,
+                    left
+                    if self._worth_all(host, hosts[index + 1 :])
+                    else min(left, self.config.attempt_timeout_seconds),
+                )
             except NO_ANSWER as error:
                 last_error = error
                 self._failed(host, error)
@@ -108,6 +112,17 @@ class TFServingClient:
         if last_error is None:
             raise UpstreamTimeout("deadline passed before any host was tried", hosts[0])
         raise last_error
+
+    def _worth_all(self, host: str, rest: list[str]) -> bool:
+        """Whether ``host`` gets all the time left: it is the last one, or the last admitted one.
+
+        Cutting an admitted host short only pays when another host is likely to answer. When the
+        hosts after it are all ejected (known not to answer: one restarting, say), a slow answer
+        from this host beats a certain failure there; they are still tried if this one fails fast.
+        """
+        if not rest:
+            return True
+        return not self._pool.is_ejected(host) and all(self._pool.is_ejected(other) for other in rest)
 
     def _failed(self, host: str, error: ServingError) -> None:
         kind = type(error).__name__
