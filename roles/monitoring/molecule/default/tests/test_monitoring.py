@@ -1,12 +1,20 @@
 """The monitoring host as an operator sees it: services, listeners, valid configurations, targets
-scraped, and an alert delivered to the webhook receiver (prepare.yml)."""
+scraped, an alert delivered to the webhook receiver (prepare.yml), and Prometheus's alerts page in
+a browser."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[5]
+SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "prometheus-alerts.png"
+# prepare.yml's proxy to Prometheus's UI (which listens on loopback only), as an SSH tunnel would be.
+PROMETHEUS_UI_PORT = 19090
 
 SERVICES = [
     "prometheus",
@@ -131,6 +139,48 @@ def test_alert_reaches_the_webhook_receiver(host):
     assert record["authorization"] == "Bearer molecule-token"
     assert alert["labels"]["instance"] == host.backend.get_hostname()
     assert alert["annotations"]["runbook"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1200"):
+        options.add_argument(argument)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def test_browser_alerts_page_lists_the_rules(host, browser):
+    """Prometheus's own alerts page, reached from its front page as an operator would: every group
+    and alert of the role's rules listed, TFServingDown firing (the test above waited for it).
+    Saves the README's screenshot."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    groups = api(host, "/api/v1/rules?type=alert")["groups"]
+    names = {group["name"] for group in groups}
+    names |= {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"tfsp-availability", "tfsp-capacity", "TFServingDown", "GPUTemperatureHigh"} <= names
+
+    browser.get(f"http://{address(host)}:{PROMETHEUS_UI_PORT}/")
+    assert "Prometheus" in browser.title
+    browser.find_element(By.LINK_TEXT, "Alerts").click()
+
+    def page() -> str:
+        return browser.find_element(By.TAG_NAME, "body").text
+
+    WebDriverWait(browser, 20).until(
+        lambda _: all(name in page() for name in names),
+        message=f"not every rule group and alert of {sorted(names)} is on the alerts page",
+    )
+    assert "TFServingDown (1 active)" in page()
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
 
 
 def test_no_dcgm_exporter_without_gpu(host):
