@@ -151,6 +151,57 @@ def test_load_failures_and_quarantine_plan():
     assert tsv.quarantined_versions([plan[0]["path"]], "calculator") == [2]
 
 
+#: The log of a server that exits at start-up because its newest version cannot load.
+CRASH_LOG = [
+    "2026-11-30 12:40:01,703 I standin tf_serving_standin.core] Loading servable version "
+    "{name: calculator version: 3} from /models/calculator/3",
+    "2026-11-30 12:40:01,705 E standin tf_serving_standin.core] Loading servable version "
+    "{name: calculator version: 3} failed: DATA_LOSS: Can't parse /models/calculator/3/saved_model.pb",
+    "E external/org_tensorflow/tensorflow/core/util/retrier.cc:40] Loading servable: "
+    "{name: other version: 7} failed: NOT_FOUND: no such file",
+    "2026-11-30 12:40:01,706 E standin tensorflow_model_server] Failed to start server. Error: UNKNOWN: "
+    "Some models did not become available: calculator: DATA_LOSS: Can't parse",
+]
+
+
+def test_a_server_that_cannot_start_names_the_failed_version_in_its_log():
+    failures = tsv.log_load_failures(CRASH_LOG, {"calculator": [3], "other": [7]})
+    assert failures == [
+        {
+            "model": "calculator",
+            "version": 3,
+            "error_code": "DATA_LOSS",
+            "error_message": "Can't parse /models/calculator/3/saved_model.pb",
+            "error": "DATA_LOSS: Can't parse /models/calculator/3/saved_model.pb",
+        },
+        {
+            "model": "other",
+            "version": 7,
+            "error_code": "NOT_FOUND",
+            "error_message": "no such file",
+            "error": "NOT_FOUND: no such file",
+        },
+    ]
+
+
+def test_log_failures_move_only_versions_the_host_should_serve():
+    # Version 3 is not expected (an old line, a version already gone): never moved on a log line.
+    assert tsv.log_load_failures(CRASH_LOG, {"calculator": [2]}) == []
+    assert tsv.log_load_failures(None, {"calculator": [3]}) == []
+    assert (
+        tsv.log_load_failures(["Loading servable version {name: calculator version: 3}"], {"calculator": [3]})
+        == []
+    )
+
+
+def test_failures_from_the_status_and_the_log_are_merged_once_each():
+    from_status = [{"model": "calculator", "version": 3, "error": "DATA_LOSS: from the status"}]
+    from_log = tsv.log_load_failures(CRASH_LOG, {"calculator": [3], "other": [7]})
+    merged = tsv.merge_failures(from_status, from_log)
+    assert [(f["model"], f["version"]) for f in merged] == [("calculator", 3), ("other", 7)]
+    assert merged[0]["error"] == "DATA_LOSS: from the status"
+
+
 def test_quarantine_plan_refuses_a_stamp_it_could_not_read_back():
     with pytest.raises(AnsibleFilterError):
         tsv.quarantine_plan([], "/srv/m", "2026-01-02")

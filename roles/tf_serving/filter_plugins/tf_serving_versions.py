@@ -167,6 +167,49 @@ def load_failures(
     return failures
 
 
+#: A failed load in the server's log: TF Serving writes "Loading servable: {name: m version: 3}
+#: failed: <status>" (the stand-in the same ServableId with "Loading servable version"). At start-up
+#: such a failure ends the process ("Some models did not become available"), so the log is all
+#: that tells which version to move aside while the server cannot answer.
+_LOG_FAILURE = re.compile(r"\{name: (?P<model>[^ ]+) version: (?P<version>[0-9]+)\} failed: (?P<status>.*)$")
+
+
+def log_load_failures(lines: Iterable[str], expected: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
+    """Expected versions whose load failed, read from the server's log: same shape as load_failures.
+
+    Only versions the host is meant to serve count (a log line never moves anything else), once
+    each, with the latest message.
+    """
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for line in lines or []:
+        match = _LOG_FAILURE.search(str(line).rstrip())
+        if not match:
+            continue
+        model, version = match["model"], int(match["version"])
+        if version not in _ints(expected.get(model, [])):
+            continue
+        code, _, message = match["status"].partition(": ")
+        if not message or not re.match(r"^[A-Za-z_ ]+$", code):
+            code, message = "UNKNOWN", match["status"]
+        found[(model, version)] = {
+            "model": model,
+            "version": version,
+            "error_code": code,
+            "error_message": message,
+            "error": match["status"],
+        }
+    return [found[key] for key in sorted(found)]
+
+
+def merge_failures(*lists: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Failures of several sources, one per model and version (the first source wins)."""
+    merged: dict[tuple[str, int], dict[str, Any]] = {}
+    for failures in lists:
+        for failure in failures or []:
+            merged.setdefault((failure["model"], int(failure["version"])), dict(failure))
+    return [merged[key] for key in sorted(merged)]
+
+
 def quarantine_plan(
     failures: Iterable[Mapping[str, Any]], model_base: str, stamp: str
 ) -> list[dict[str, Any]]:
@@ -377,6 +420,8 @@ class FilterModule:
             "tf_serving_expected_versions": expected_versions,
             "tf_serving_expected_by_model": expected_by_model,
             "tf_serving_load_failures": load_failures,
+            "tf_serving_log_load_failures": log_load_failures,
+            "tf_serving_merge_failures": merge_failures,
             "tf_serving_quarantine_plan": quarantine_plan,
             "tf_serving_available_versions": available_versions,
             "tf_serving_failed_versions": failed_versions,
