@@ -18,8 +18,9 @@ from tensorflow_serving.apis import (
 
 CONTAINER = "tf-serving"
 MODEL_BASE = "/srv/tf-serving/models"
-# The controller-side source the role shipped version 1 from.
-SOURCE = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models/calculator/1"
+# The controller-side source the role shipped the versions from (1, 2 and 4
+# are copies of the export; 3 is the corrupted one).
+SOURCE = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models/calculator"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,9 @@ def container(host):
 def _record(host, name: str) -> dict:
     """A record side_effect wrote; missing means side_effect did not run as the scenario says."""
     record = host.file(f"/root/{name}.json")
-    assert record.exists, f"/root/{name}.json missing: side_effect (update, failed rollout) did not run"
+    assert record.exists, (
+        f"/root/{name}.json missing: side_effect (update, failed rollout, pruning) did not run"
+    )
     return json.loads(record.content_string)
 
 
@@ -61,6 +64,22 @@ def updated(host):
 def failed_rollout(host):
     """What the role reported when it rolled out the corrupted version 3."""
     return _record(host, "tf-serving-failed-rollout")
+
+
+@pytest.fixture(scope="module")
+def before_prune(host):
+    """The host after the failed rollout and the run after it, before the pruning run.
+
+    ``versions``: version directories per model; ``quarantine``: every path
+    under the quarantine with its SHA-256 ("" for directories); ``status``:
+    calculator's REST status.
+    """
+    return _record(host, "tf-serving-before-prune")
+
+
+def states(address, model: str) -> dict[str, str]:
+    status = requests.get(f"http://{address}:8501/v1/models/{model}", timeout=5).json()
+    return {entry["version"]: entry["state"] for entry in status["model_version_status"]}
 
 
 def float_tensor(values: list[float]) -> tensor_pb2.TensorProto:
@@ -116,23 +135,26 @@ def test_model_config_lists_both_models_with_their_policies(host):
     assert "versions: 1" in config
 
 
-def test_shipped_version_matches_the_source(host):
-    files = [path for path in SOURCE.rglob("*") if path.is_file()]
-    assert files, SOURCE
+@pytest.mark.parametrize(
+    ("model", "version"), [("calculator", 2), ("calculator", 4), ("calculator_pinned", 1)]
+)
+def test_shipped_version_matches_the_source(host, model, version):
+    source = SOURCE / str(version)
+    files = [path for path in source.rglob("*") if path.is_file()]
+    assert files, source
     for path in files:
-        remote = host.file(f"{MODEL_BASE}/calculator/1/{path.relative_to(SOURCE)}")
+        remote = host.file(f"{MODEL_BASE}/{model}/{version}/{path.relative_to(source)}")
         assert remote.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), path
 
 
 def test_no_half_copied_versions_left(host):
+    # Nor retired ones: pruning moves a version here, then deletes it.
     assert host.file(f"{MODEL_BASE}/.staging").listdir() == []
 
 
 def test_rest_reports_every_model_available(address):
-    for model in ("calculator", "calculator_pinned"):
-        status = requests.get(f"http://{address}:8501/v1/models/{model}", timeout=5).json()
-        states = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
-        assert states.get("1") == "AVAILABLE", status
+    assert states(address, "calculator").get("4") == "AVAILABLE"
+    assert states(address, "calculator_pinned").get("1") == "AVAILABLE"
 
 
 def test_rest_predict_returns_the_sum(address):
@@ -186,9 +208,10 @@ def test_update_moved_the_stable_label(channel, address, updated):
     assert predict(channel, "add", [1.0], [1.0], label="stable") == [2.0]
 
 
-def test_update_shipped_version_2_completely(host, updated):
+def test_update_shipped_version_2_completely(host, updated, before_prune):
     assert host.file(f"{MODEL_BASE}/calculator/2/saved_model.pb").exists
-    assert host.file(f"{MODEL_BASE}/calculator/1/saved_model.pb").exists
+    # Version 1 stayed until the pruning run (keep 2 until then).
+    assert "1" in before_prune["versions"]["calculator"]
 
 
 def test_failed_rollout_fails_fast_with_the_servers_error(failed_rollout):
@@ -205,26 +228,74 @@ def test_failed_version_went_to_quarantine_and_is_reported(host, failed_rollout)
     assert host.file(f"{entry['path']}/saved_model.pb").content_string == "not a SavedModel protocol buffer\n"
 
 
-def test_failed_version_is_not_where_the_server_looks(host):
+def test_failed_version_is_not_where_the_server_looks(host, before_prune):
     assert not host.file(f"{MODEL_BASE}/calculator/3").exists
-    assert sorted(host.file(f"{MODEL_BASE}/calculator").listdir()) == ["1", "2"]
+    # After the run with version 3 still newest on the controller.
+    assert before_prune["versions"]["calculator"] == ["1", "2"]
 
 
 def test_controller_export_of_the_failed_version_is_untouched():
-    export = SOURCE.parent / "3" / "saved_model.pb"
+    export = SOURCE / "3" / "saved_model.pb"
     assert export.read_text() == "not a SavedModel protocol buffer\n"
 
 
-def test_restart_after_the_failed_rollout_serves_version_2(channel, address, container, updated):
+def test_restart_after_the_failed_rollout_serves_version_2(channel, container, updated, before_prune):
     # Same container, started again by the side effect's restart.
     assert container["Id"] == updated["after"]["id"]
     assert container["State"]["StartedAt"] != updated["after"]["started_at"]
     assert container["State"]["Running"] is True
     assert container["RestartCount"] == 0
-    status = requests.get(f"http://{address}:8501/v1/models/calculator", timeout=5).json()
-    states = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
-    assert states == {"1": "AVAILABLE", "2": "AVAILABLE"}, status
+    status = before_prune["status"]
+    served = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
+    assert served == {"1": "AVAILABLE", "2": "AVAILABLE"}, status
     assert predict(channel, "add", [2.0], [3.0], label="stable") == [5.0]
+
+
+def test_prune_removed_the_oldest_version_beyond_keep(host, before_prune):
+    # Version 4 shipped with keep 1: version 1 was there and must be gone.
+    assert before_prune["versions"]["calculator"] == ["1", "2"]
+    assert sorted(host.file(f"{MODEL_BASE}/calculator").listdir()) == ["2", "4"]
+
+
+def test_prune_left_the_newest_version_serving(channel, address):
+    served = states(address, "calculator")
+    assert served.get("4") == "AVAILABLE", served
+    assert served.get("1") != "AVAILABLE", served
+    assert predict(channel, "add", [40.0], [2.0], version=4) == [42.0]
+    assert predict(channel, "add", [1.0], [2.0]) == [3.0]
+
+
+def test_prune_kept_the_labelled_version_beyond_keep(host, channel, address):
+    # Version 2 is older than the one version kept, but stable points at it.
+    assert host.file(f"{MODEL_BASE}/calculator/2/saved_model.pb").exists
+    status = requests.get(f"http://{address}:8501/v1/models/calculator/labels/stable", timeout=5).json()
+    assert [(e["version"], e["state"]) for e in status["model_version_status"]] == [("2", "AVAILABLE")], (
+        status
+    )
+    assert predict(channel, "add", [2.0], [2.0], label="stable") == [4.0]
+
+
+def test_prune_left_the_quarantine_alone(host, before_prune):
+    assert any(path.startswith("calculator-3-") for path in before_prune["quarantine"]), before_prune
+    quarantine = f"{MODEL_BASE}/.quarantine"
+    directories = host.check_output(f"cd {quarantine} && find . -mindepth 1 -type d -printf '%P\\n'")
+    files = host.check_output(f"cd {quarantine} && find . -type f -exec sha256sum {{}} +")
+    now = {path: "" for path in directories.split()}
+    for line in files.splitlines():
+        checksum, path = line.split(maxsplit=1)
+        now[path.removeprefix("./")] = checksum
+    assert now == before_prune["quarantine"]
+
+
+def test_prune_left_the_other_model_alone(host, before_prune):
+    # Version 1 of another model is not version 1 of calculator.
+    assert before_prune["versions"]["calculator_pinned"] == ["1"]
+    assert host.file(f"{MODEL_BASE}/calculator_pinned").listdir() == ["1"]
+
+
+def test_neither_later_run_restarted_the_server(host, container):
+    restarted = _record(host, "tf-serving-after-restart")
+    assert (container["Id"], container["State"]["StartedAt"]) == (restarted["id"], restarted["started_at"])
 
 
 def test_server_offers_the_grpc_health_service_and_drains_on_stop(container):
