@@ -1,12 +1,26 @@
 """Who can reach whom once the firewall is in place, observed from the hosts themselves.
 
-Every host runs a listener on 22, 80, 8500 and 8501 (see prepare.yml), so a
-failed connection means the firewall dropped it.
+Every host runs a dual-stack listener on 22, 80, 443, 8500, 8501, 9090 and 9100
+(see prepare.yml), so a failed connection means the firewall dropped it. The
+scenario's network carries IPv6, and connections go to the target's literal
+address of the family under test, so an IPv4 test never passes over IPv6 or
+the other way round.
+
+A refusal only counts after a positive control: the same client reaches an
+allowed port of the same target over the same family (`_refused`), so a host
+that is down or a broken IPv6 path cannot pass for the firewall.
+
+Not exercised with packets: the IPv6 side of the forward chain (Docker-published
+ports, see the role README) and the monitoring hosts' IPv6 rules (the role derives
+only IPv4 addresses from the monitoring group); the rendered rules are checked
+as text in `test_ipv6_rules_rendered`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 
 import pytest
 import testinfra
@@ -15,48 +29,94 @@ DISTRO = os.environ.get("MOLECULE_DISTRO", "bookworm")
 GPU = f"fw-gpu-{DISTRO}"
 WEB = f"fw-web-{DISTRO}"
 OUTSIDER = f"fw-outsider-{DISTRO}"
+MONITORING = f"fw-mon-{DISTRO}"
 
-CONNECT = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()"
+# Connects to each port in turn; exit status 0 when all answered, else 10 + the
+# index of the first port that did not.
+PROBE = """
+import socket, sys
+for index, port in enumerate(sys.argv[2:]):
+    try:
+        socket.create_connection((sys.argv[1], int(port)), timeout=3).close()
+    except OSError:
+        sys.exit(10 + index)
+"""
 
 
 def _host(name: str):
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
 
 
-def _reaches(source: str, target: str, port: int) -> bool:
-    return _host(source).run("python3 -c %s %s %s", CONNECT, target, str(port)).rc == 0
+@functools.cache
+def _address(name: str, family: int = 4) -> str:
+    """The host's default address of the given family (4 or 6), from its facts."""
+    facts = _host(name).ansible("setup", "filter=ansible_default_ipv*")["ansible_facts"]
+    return facts[f"ansible_default_ipv{family}"]["address"]
 
 
+def _probe(source: str, target: str, family: int, *ports: int) -> int:
+    args = " ".join(str(port) for port in ports)
+    result = _host(source).run(f"python3 -c %s %s {args}", PROBE, _address(target, family))
+    assert result.rc == 0 or 10 <= result.rc < 10 + len(ports), result.stderr
+    return result.rc
+
+
+def _reaches(source: str, target: str, port: int, family: int = 4) -> bool:
+    return _probe(source, target, family, port) == 0
+
+
+def _refused(source: str, target: str, port: int, family: int = 4, control: int = 22) -> bool:
+    """True when `port` is refused, after the control port answered the same client over the same family."""
+    rc = _probe(source, target, family, control, port)
+    assert rc != 10, f"control: {source} cannot reach {target}:{control} over IPv{family}"
+    return rc == 11
+
+
+def test_network_carries_both_families():
+    """Control: every host has an address of each family, and the outsider, with no firewall,
+    answers over both: a failure below is not the network."""
+    for name in (GPU, WEB, OUTSIDER, MONITORING):
+        assert "." in _address(name, 4)
+        assert ":" in _address(name, 6)
+    assert _reaches(GPU, OUTSIDER, 8500, 4)
+    assert _reaches(GPU, OUTSIDER, 8500, 6)
+
+
+@pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("port", [8500, 8501])
-def test_web_host_reaches_tf_serving(port):
-    assert _reaches(WEB, GPU, port)
+def test_web_host_reaches_tf_serving(port, family):
+    assert _reaches(WEB, GPU, port, family)
 
 
+@pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("port", [8500, 8501])
-def test_outsider_cannot_reach_tf_serving(port):
-    assert not _reaches(OUTSIDER, GPU, port)
+def test_outsider_cannot_reach_tf_serving(port, family):
+    assert _refused(OUTSIDER, GPU, port, family)
 
 
-def test_ssh_port_open_on_serving_host():
-    assert _reaches(OUTSIDER, GPU, 22)
+@pytest.mark.parametrize("family", [4, 6])
+def test_ssh_port_open_on_serving_host(family):
+    assert _reaches(OUTSIDER, GPU, 22, family)
 
 
-def test_serving_host_opens_nothing_else():
-    assert not _reaches(OUTSIDER, GPU, 80)
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("port", [80, 443])
+def test_serving_host_opens_nothing_else(port, family):
+    """The web ports are open on web hosts only."""
+    assert _refused(OUTSIDER, GPU, port, family)
 
 
-@pytest.mark.parametrize("port", [22, 80])
-def test_web_host_open_ports(port):
-    assert _reaches(OUTSIDER, WEB, port)
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("port", [22, 80, 443])
+def test_web_host_open_ports(port, family):
+    """SSH, HTTP and HTTPS answer anyone, over IPv4 and IPv6."""
+    assert _reaches(OUTSIDER, WEB, port, family)
 
 
-def test_web_host_closes_other_ports():
-    assert not _reaches(OUTSIDER, WEB, 8500)
-
-
-def test_outsider_unfiltered():
-    """Control: the outsider has no firewall, so a failure above is not the network."""
-    assert _reaches(GPU, OUTSIDER, 8500)
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("port", [8500, 9090])
+def test_web_host_closes_other_ports(port, family):
+    assert _refused(OUTSIDER, WEB, port, family, control=443)
 
 
 @pytest.mark.parametrize("name", [GPU, WEB])
@@ -72,18 +132,33 @@ def test_ruleset_loaded_and_persistent(name):
     assert conf.mode == 0o750
 
 
-def _address(name: str) -> str:
-    facts = _host(name).ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]
-    return facts["ansible_default_ipv4"]["address"]
-
-
 def test_serving_host_allows_exactly_the_web_host():
     ruleset = _host(GPU).run("nft list set inet tfsp_filter tf_serving_clients4").stdout
     assert _address(WEB) in ruleset
     assert _address(OUTSIDER) not in ruleset
 
 
-MONITORING = f"fw-mon-{DISTRO}"
+def test_ipv6_rules_rendered():
+    """Every IPv4 address rule of the loaded ruleset has its IPv6 twin, and the IPv6 client set
+    holds the web host's address.
+
+    The table is of family inet, so its rules without an address match (SSH, the web
+    ports, the default drop) apply to both families: the connection tests above
+    exercise those and the input chain's `ip6 saddr @tf_serving_clients6` rule. The
+    forward chain's and the monitoring rules' IPv6 lines are only checked here, as text.
+    """
+    ruleset = _host(GPU).run("nft list table inet tfsp_filter")
+    assert ruleset.rc == 0, ruleset.stderr
+    lines = [line.strip() for line in ruleset.stdout.splitlines()]
+    ipv4_rules = [line for line in lines if re.search(r"\bip saddr @\w+4\b", line)]
+    # Input: exporters, TF Serving, its REST port; forward: the same three.
+    assert len(ipv4_rules) == 6, ipv4_rules
+    for rule in ipv4_rules:
+        twin = re.sub(r"\bip saddr @(\w+)4\b", r"ip6 saddr @\g<1>6", rule)
+        assert twin in lines, f"no IPv6 counterpart of: {rule}"
+    clients6 = _host(GPU).run("nft list set inet tfsp_filter tf_serving_clients6").stdout
+    assert _address(WEB, 6) in clients6
+    assert _address(OUTSIDER, 6) not in clients6
 
 
 @pytest.mark.parametrize("target", [GPU, WEB])
@@ -93,14 +168,13 @@ def test_monitoring_host_reaches_the_node_exporter(target):
 
 @pytest.mark.parametrize("target", [GPU, WEB])
 def test_outsider_cannot_reach_the_node_exporter(target):
-    assert not _reaches(OUTSIDER, target, 9100)
+    assert _refused(OUTSIDER, target, 9100)
 
 
 def test_monitoring_host_reaches_tf_serving_rest_only():
     assert _reaches(MONITORING, GPU, 8501)
-    assert not _reaches(MONITORING, GPU, 8500)
+    assert _refused(MONITORING, GPU, 8500)
 
 
 def test_prometheus_closed_without_operator_sources():
-    assert not _reaches(OUTSIDER, MONITORING, 9090)
-    assert _reaches(OUTSIDER, MONITORING, 22)
+    assert _refused(OUTSIDER, MONITORING, 9090)
