@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 NAME = f"nginx-{os.environ.get('MOLECULE_DISTRO', 'bookworm')}"
 RESOLVE = f"--resolve {NAME}:443:127.0.0.1 --resolve {NAME}:80:127.0.0.1 --resolve evil.example:443:127.0.0.1"
@@ -186,3 +191,100 @@ def test_stub_status_on_loopback_only(host):
     assert "Active connections" in host.run("curl -s --max-time 10 http://127.0.0.1:8080/stub_status").stdout
     assert host.socket("tcp://127.0.0.1:8080").is_listening
     assert not host.socket("tcp://0.0.0.0:8080").is_listening
+
+
+# A second site, `supplied.tfsp.test`, added by side_effect.yml with a certificate and key
+# supplied as variables, the certificate signed by a test CA made on the controller.
+SUPPLIED = "supplied.tfsp.test"
+SUPPLIED_DIR = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "supplied-tls"
+TEST_CA = "/usr/local/share/tfsp-test-ca.crt"
+ROLE_DIR = Path(__file__).resolve().parents[3]
+
+
+def supplied_file(name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((SUPPLIED_DIR / name).read_bytes())
+
+
+def presented_certificate(host, server_name: str) -> tuple[str, str]:
+    """SHA-256 fingerprint (hex, lower case) and issuer (RFC 2253) of the certificate nginx presents."""
+    result = host.run(
+        f"openssl s_client -connect 127.0.0.1:443 -servername {server_name} </dev/null 2>/dev/null"
+        " | openssl x509 -noout -fingerprint -sha256 -issuer -nameopt RFC2253"
+    )
+    assert result.rc == 0, result.stderr
+    fields = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    return fields["sha256 Fingerprint"].replace(":", "").lower(), fields["issuer"]
+
+
+def test_supplied_certificate_presented(host):
+    """nginx presents exactly the supplied certificate, issued by the test CA, not a self-signed one."""
+    expected = supplied_file("server.crt")
+    fingerprint, issuer = presented_certificate(host, SUPPLIED)
+    assert fingerprint == expected.fingerprint(hashes.SHA256()).hex()
+    assert issuer == supplied_file("ca.crt").subject.rfc4514_string() == "CN=TFSP test CA"
+    # Control: the first site still presents its own, self-signed certificate.
+    own_fingerprint, own_issuer = presented_certificate(host, NAME)
+    assert own_fingerprint != fingerprint
+    assert own_issuer == f"CN={NAME}"
+
+
+def test_supplied_certificate_verifies_against_the_ca(host):
+    """A client that trusts only the test CA gets the site, with hostname verification, and nothing else."""
+    result = host.run(
+        f"curl -s --max-time 10 --cacert {TEST_CA} --resolve {SUPPLIED}:443:127.0.0.1 "
+        f"-o /dev/null -w '%{{http_code}}' https://{SUPPLIED}/status"
+    )
+    assert (result.rc, result.stdout) == (0, "200"), result.stderr
+    verify = f"openssl s_client -connect 127.0.0.1:443 -servername {SUPPLIED} -CAfile {TEST_CA}"
+    verify += " -verify_return_error"
+    assert host.run(f"{verify} -verify_hostname {SUPPLIED} </dev/null").rc == 0
+    # Controls: a name the certificate does not carry, and the self-signed site, fail verification.
+    assert host.run(f"{verify} -verify_hostname other.tfsp.test </dev/null").rc != 0
+    result = host.run(f"curl -s --max-time 10 --cacert {TEST_CA} {RESOLVE} -o /dev/null https://{NAME}/")
+    assert result.rc == 60  # peer certificate cannot be authenticated
+
+
+def test_supplied_certificate_and_key_installed_as_given(host):
+    """The role wrote the supplied certificate and key, not a self-signed pair; the key is root's only."""
+    certificate = host.file("/etc/nginx/tls/supplied-tls.crt")
+    installed = x509.load_pem_x509_certificate(certificate.content)
+    assert installed == supplied_file("server.crt")
+    key = host.file("/etc/nginx/tls/supplied-tls.key")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    assert host.run("runuser -u www-data -- cat /etc/nginx/tls/supplied-tls.key").rc != 0
+    # The key on the host is the supplied one: its public half is the certificate's.
+    public_key = host.run("openssl pkey -pubout -in /etc/nginx/tls/supplied-tls.key")
+    assert public_key.rc == 0, public_key.stderr
+    expected = installed.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    assert public_key.stdout.strip() == expected.strip()
+
+
+def test_half_tls_settings_wrote_nothing(host):
+    """side_effect.yml gave a certificate without its key: the role stopped before writing anything for it."""
+    assert not host.file("/etc/nginx/conf.d/half-tls.conf").exists
+    assert not host.file("/etc/nginx/tls/half-tls.crt").exists
+    assert not host.file("/etc/nginx/tls/half-tls.key").exists
+
+
+def _tasks(tasks: list[dict]):
+    for task in tasks:
+        yield task
+        for section in ("block", "rescue", "always"):
+            yield from _tasks(task.get(section, []))
+
+
+def test_the_key_is_never_logged():
+    """Every task of the role that handles the key's text has no_log; so has the key in the argument spec."""
+    tasks = yaml.safe_load((ROLE_DIR / "tasks" / "main.yml").read_text())
+    # Tasks, not blocks; the assert only compares the key's length.
+    handling_the_key = [
+        task
+        for task in _tasks(tasks)
+        if "nginx_tls_certificate_key" in yaml.safe_dump(task)
+        and "block" not in task
+        and "ansible.builtin.assert" not in task
+    ]
+    assert "Install the provided TLS key" in [task["name"] for task in handling_the_key]
+    assert [task["name"] for task in handling_the_key if task.get("no_log") is not True] == []
+    spec = yaml.safe_load((ROLE_DIR / "meta" / "argument_specs.yml").read_text())
+    assert spec["argument_specs"]["main"]["options"]["nginx_tls_certificate_key"]["no_log"] is True
