@@ -9,15 +9,20 @@ roles/tf_serving/README.md.
 
 Order (the stack as the earlier tests left it): batching switched on and an image change through
 gpu_hosts.yml (one direction each: going back is the same change, and would cost CI another
-run), a gunicorn worker change through web_hosts.yml, a rollback to the previous version. The
-failed rollout of a corrupted version followed by a restart waits in pending_drills_failed_rollout.py
-(see its docstring).
+run), a gunicorn worker change through web_hosts.yml, a failed rollout of a corrupted version followed
+by a restart of that server, a rollback to the previous version. The failed rollout comes before
+the rollback: the rollback pins the older version on both hosts, and the failed rollout expects
+both to serve the newest good version. It runs deploy_model.yml without the settings the earlier
+drills set by extra vars, so on the first host the container is recreated together with the
+corrupted version: the server exits at start-up and the role must quarantine the version it names
+in its log, in seconds (the role's start-up watch).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -166,6 +171,51 @@ def test_gunicorn_worker_change_through_web_hosts_drops_nothing(inventory_file, 
     _record("gunicorn_workers", **_figures(load, runs, len(WEB_HOSTS)))
     for name, text in changed.items():
         assert "workers = 2\n" in text, name
+    _assert_clean(load)
+
+
+def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_urls):
+    source = Path(os.environ["TFSP_MODEL_SOURCE"])
+    good = max(_controller_versions())
+    bad = good + 1
+    shutil.copytree(source / str(good), source / str(bad))
+    (source / str(bad) / "saved_model.pb").write_bytes(GARBAGE)
+    runs = {}
+    try:
+        with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
+            rollout, runs["failed_rollout"] = _playbook(
+                inventory_file, "playbooks/deploy_model.yml", "-e", f"tf_serving_rollout_version={bad}"
+            )
+            # Ansible writes a failed task's message to stderr when its output is not a terminal.
+            said = rollout.stdout + rollout.stderr
+            assert rollout.returncode != 0, "the rollout of a corrupted version succeeded"
+            assert f"{MODEL_BASE}/.quarantine/calculator-{bad}-" in said, said[-6000:]
+            started = time.monotonic()
+            restarted = host("stack-tfs1").run("docker restart tf-serving")
+            assert restarted.rc == 0, restarted.stderr
+            _wait_available(host, "stack-tfs1", good)
+            runs["restart"] = time.monotonic() - started
+    finally:
+        # The operator's fix: the corrupted export goes; a fixed one would get a new number.
+        shutil.rmtree(source / str(bad))
+    _record("failed_rollout", **_figures(load, runs, 1))
+    assert "DATA_LOSS" in said or "Can't parse" in said, said[-3000:]
+    # The server's own error ended the wait, not tf_serving_available_timeout (240 s in the stack):
+    # a whole deploy_model.yml run on one host takes about a minute here.
+    assert runs["failed_rollout"] < 200, runs
+    # The first wave failed: the second host never got the version.
+    assert not host("stack-tfs2").file(f"{MODEL_BASE}/calculator/{bad}").exists
+    assert not host("stack-tfs1").file(f"{MODEL_BASE}/calculator/{bad}").exists
+    quarantined = host("stack-tfs1").run(f"ls {MODEL_BASE}/.quarantine")
+    assert f"calculator-{bad}-" in quarantined.stdout
+    for name in SERVING_HOSTS:
+        assert _states(host, name).get(good) == "AVAILABLE", name
+    # Docker restarted the crash-looping server until the version was moved aside; now it stays up.
+    restarts = _container(host, "stack-tfs1")["RestartCount"]
+    time.sleep(5)
+    container = _container(host, "stack-tfs1")
+    assert container["State"]["Running"]
+    assert container["RestartCount"] == restarts
     _assert_clean(load)
 
 

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 CONTAINER = "tf-serving"
 MODEL_BASE = "/srv/tf-serving/models"
 # The controller-side source the role shipped the versions from (1, 2 and 4
-# are copies of the export; 3 is the corrupted one).
+# are copies of the export; 3 and 5 are corrupted ones).
 SOURCE = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models/calculator"
 
 
@@ -64,6 +64,18 @@ def updated(host):
 def failed_rollout(host):
     """What the role reported when it rolled out the corrupted version 3."""
     return _record(host, "tf-serving-failed-rollout")
+
+
+@pytest.fixture(scope="module")
+def before_crash(host):
+    """The container before side_effect stopped it for the start-up crash case."""
+    return _record(host, "tf-serving-before-crash")
+
+
+@pytest.fixture(scope="module")
+def crash_at_start(host):
+    """What the role reported when the server met the corrupted version 5 at start-up."""
+    return _record(host, "tf-serving-crash-at-start")
 
 
 @pytest.fixture(scope="module")
@@ -239,12 +251,12 @@ def test_controller_export_of_the_failed_version_is_untouched():
     assert export.read_text() == "not a SavedModel protocol buffer\n"
 
 
-def test_restart_after_the_failed_rollout_serves_version_2(channel, container, updated, before_prune):
-    # Same container, started again by the side effect's restart.
-    assert container["Id"] == updated["after"]["id"]
-    assert container["State"]["StartedAt"] != updated["after"]["started_at"]
-    assert container["State"]["Running"] is True
-    assert container["RestartCount"] == 0
+def test_restart_after_the_failed_rollout_serves_version_2(channel, updated, before_prune, before_crash):
+    # Same container, started again by the side effect's restart (as it was
+    # before the start-up crash case below stopped it).
+    assert before_crash["id"] == updated["after"]["id"]
+    assert before_crash["started_at"] != updated["after"]["started_at"]
+    assert before_crash["restart_count"] == 0
     status = before_prune["status"]
     served = {entry["version"]: entry["state"] for entry in status["model_version_status"]}
     assert served == {"1": "AVAILABLE", "2": "AVAILABLE"}, status
@@ -284,7 +296,9 @@ def test_prune_left_the_quarantine_alone(host, before_prune):
     for line in files.splitlines():
         checksum, path = line.split(maxsplit=1)
         now[path.removeprefix("./")] = checksum
-    assert now == before_prune["quarantine"]
+    # What the pruning run found is still there, unchanged (the start-up crash
+    # case below adds its own entry afterwards).
+    assert {path: now.get(path) for path in before_prune["quarantine"]} == before_prune["quarantine"]
 
 
 def test_prune_left_the_other_model_alone(host, before_prune):
@@ -293,9 +307,36 @@ def test_prune_left_the_other_model_alone(host, before_prune):
     assert host.file(f"{MODEL_BASE}/calculator_pinned").listdir() == ["1"]
 
 
-def test_neither_later_run_restarted_the_server(host, container):
+def test_neither_later_run_restarted_the_server(host, before_crash):
+    # The run after the restart and the pruning run, up to the start-up crash case.
     restarted = _record(host, "tf-serving-after-restart")
-    assert (container["Id"], container["State"]["StartedAt"]) == (restarted["id"], restarted["started_at"])
+    assert (before_crash["id"], before_crash["started_at"]) == (restarted["id"], restarted["started_at"])
+
+
+def test_crash_at_start_up_fails_fast_with_the_servers_error(crash_at_start):
+    assert "DATA_LOSS" in crash_at_start["msg"] or "Can't parse" in crash_at_start["msg"], crash_at_start
+    # The container's restarts, not tf_serving_available_timeout (180 s here), ended the wait.
+    assert crash_at_start["server"]["crashed"] is True, crash_at_start
+    assert crash_at_start["seconds"] < 90, crash_at_start
+
+
+def test_crash_at_start_up_quarantined_the_version_named_in_the_log(host, crash_at_start):
+    [entry] = crash_at_start["quarantine"]
+    assert (entry["model"], entry["version"]) == ("calculator", 5)
+    assert entry["path"].startswith(f"{MODEL_BASE}/.quarantine/calculator-5-")
+    assert entry["path"] in crash_at_start["msg"]
+    assert host.file(f"{entry['path']}/saved_model.pb").content_string == "not a SavedModel protocol buffer\n"
+    assert not host.file(f"{MODEL_BASE}/calculator/5").exists
+
+
+def test_after_the_crash_at_start_up_docker_restarted_it_into_version_4(container, before_crash, address):
+    # Same container: Docker's restarts, not a new container, brought it back.
+    assert container["Id"] == before_crash["id"]
+    assert container["State"]["Running"] is True
+    assert container["RestartCount"] >= 1
+    served = states(address, "calculator")
+    assert served.get("4") == "AVAILABLE", served
+    assert "5" not in served, served
 
 
 def test_server_offers_the_grpc_health_service_and_drains_on_stop(container):
