@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "filter_plugins" / "monitoring.py"
+PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "monitoring.py"
 spec = importlib.util.spec_from_file_location("monitoring_filters", PLUGIN)
 filters = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(filters)

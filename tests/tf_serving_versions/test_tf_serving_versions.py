@@ -1,4 +1,4 @@
-"""The tf_serving role's version arithmetic (roles/tf_serving/filter_plugins)."""
+"""The tf_serving role's version arithmetic (plugins/filter/tf_serving_versions.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-PLUGIN = Path(__file__).resolve().parents[2] / "roles/tf_serving/filter_plugins/tf_serving_versions.py"
+PLUGIN = Path(__file__).resolve().parents[2] / "plugins/filter/tf_serving_versions.py"
 _spec = importlib.util.spec_from_file_location("tf_serving_versions", PLUGIN)
 tsv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tsv)
