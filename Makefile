@@ -16,7 +16,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MODEL_BASE := build/models
 STANDIN_ARCHIVE := build/images/tf-serving-standin.tar
 
-.PHONY: help setup system-deps venv web-venv images models standin-image lint test test-all unit molecule demo demo-down bench lock clean
+.PHONY: help setup system-deps venv web-venv images models standin-image collection lint test test-all unit molecule demo demo-down bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ models: venv ## export the calculator SavedModel (version 1) used by the tests a
 standin-image: images ## build the TF Serving stand-in image (a test fixture, never production) and its archive
 	tests/images/build tf-serving-standin
 	tests/standin/save-archive $(STANDIN_ARCHIVE)
+
+collection: venv ## build the roles as the collection tarball build/tfsp-serving-<version>.tar.gz
+	@mkdir -p build
+	ansible-galaxy collection build --force --output-path build
 
 lint: venv ## ansible-lint (production profile), yamllint, ruff
 	yamllint --strict .
