@@ -64,11 +64,13 @@ collection: venv ## build the roles as the collection tarball build/tfsp-serving
 	@mkdir -p build
 	ansible-galaxy collection build --force --output-path build
 
-lint: venv ## ansible-lint (production profile), yamllint, ruff
+lint: venv ## ansible-lint (production profile), yamllint, ruff, role docs against their specs, ansible-test sanity
 	yamllint --strict .
 	ansible-lint --offline --profile production
 	ruff check .
 	ruff format --check .
+	$(VENV)/bin/python tools/role_docs.py --check
+	tools/collection-sanity
 
 unit: setup models standin-image web-venv ## every test except the Molecule scenarios
 	rc=0; \
