@@ -89,6 +89,7 @@ def test_tarball_holds_only_the_collection(installed) -> None:
     assert top == {"CHANGELOG.md", "FILES.json", "MANIFEST.json", "README.md", "meta", "plugins", "roles"}
     assert "plugins/filter/tf_serving_versions.py" in names
     assert "plugins/filter/monitoring.py" in names
+    assert "plugins/modules/tf_serving_server_started.py" in names
     assert not [name for name in names if "/molecule/" in name or "__pycache__" in name]
 
 
@@ -104,6 +105,9 @@ def test_ansible_doc_sees_every_role_by_fqcn(installed) -> None:
     assert doc.returncode == 0, doc.stderr
     listed = {line.rstrip(":") for line in doc.stdout.splitlines() if line.startswith(f"{FQCN}.")}
     assert listed == {f"{FQCN}.{role}" for role in ROLES}
+    modules = installed["run"](str(BIN / "ansible-doc"), "-t", "module", "-l", FQCN)
+    assert modules.returncode == 0, modules.stderr
+    assert f"{FQCN}.tf_serving_server_started" in modules.stdout
 
 
 def _playbook(installed, name: str, text: str) -> subprocess.CompletedProcess:

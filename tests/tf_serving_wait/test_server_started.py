@@ -1,4 +1,4 @@
-"""The tf_serving role's start-up watch (roles/tf_serving/library/tf_serving_server_started.py).
+"""The tf_serving role's start-up watch (plugins/modules/tf_serving_server_started.py).
 
 The two looks are tested against real servers (an HTTP server on a TCP port for the REST API, one
 on a Unix socket for Docker's API); the wait's decisions with a fake clock; and the module as
@@ -22,7 +22,7 @@ from typing import ClassVar
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LIBRARY = ROOT / "roles/tf_serving/library"
+LIBRARY = ROOT / "plugins/modules"
 _spec = importlib.util.spec_from_file_location(
     "tf_serving_server_started", LIBRARY / "tf_serving_server_started.py"
 )
