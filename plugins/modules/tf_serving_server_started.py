@@ -75,9 +75,10 @@ import socket  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.parse  # noqa: E402
-import urllib.request  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError  # noqa: E402
+from ansible.module_utils.urls import open_url  # noqa: E402
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -112,11 +113,11 @@ def docker_inspect(socket_path: str, container: str, timeout: float = 5.0) -> di
 def rest_answers(url: str, timeout: float = 2.0) -> bool:
     """Whether the server answers the URL with any HTTP status."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (the role's own http URL)
+        with open_url(url, timeout=timeout):
             return True
     except urllib.error.HTTPError:
         return True
-    except (OSError, http.client.HTTPException):
+    except (OSError, http.client.HTTPException, UrlsConnectionError):
         return False
 
 
