@@ -24,7 +24,7 @@ import grpc
 import pytest
 import requests
 import tensorflow as tf
-from standin_support import StandinPki, add_version, make_test_pki
+from standin_support import StandinPki, add_version
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tf_serving_standin import errors, flags, tls
 
@@ -34,11 +34,6 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
 START_FAILED = "Failed to start server. Error: INVALID_ARGUMENT: Failed to BuildAndStart gRPC server"
 CHECK_FAILED = "Non-OK-status: ParseProtoTextFile<SSLConfig>(ssl_config_file, &ssl_config)"
-
-
-@pytest.fixture(scope="session")
-def pki() -> StandinPki:
-    return make_test_pki()
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +180,23 @@ def test_unreadable_or_invalid_ssl_config_status(tmp_path, text, code, message) 
 
 def test_no_file_means_plaintext() -> None:
     assert tls.server_credentials("") is None
+
+
+def test_fatal_check_as_pid_1_exits_134(monkeypatch, caplog) -> None:
+    """A container's PID 1 cannot die of its own SIGABRT: it exits as Docker reports TF Serving's abort."""
+
+    def exit_(status: int) -> None:
+        raise SystemExit(status)
+
+    monkeypatch.setattr(tls.os, "getpid", lambda: 1)
+    monkeypatch.setattr(tls.os, "_exit", exit_)
+    monkeypatch.setattr(tls.os, "abort", lambda: pytest.fail("abort() as PID 1"))
+    with pytest.raises(SystemExit) as info:
+        tls.server_credentials("/nonexistent/ssl.config")
+    assert info.value.code == 134
+    assert caplog.records[-1].getMessage() == (
+        f"{CHECK_FAILED}\nStatus: NOT_FOUND: /nonexistent/ssl.config; No such file or directory"
+    )
 
 
 # -- the stand-in as a process ---------------------------------------------------------------

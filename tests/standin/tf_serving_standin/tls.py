@@ -126,10 +126,12 @@ def fatal_check_failed(status: ServingError) -> NoReturn:
     Run directly, the process dies of SIGABRT, as the real binary does. As PID 1 of a container
     (the stand-in's entrypoint execs) the kernel would ignore the signal, so the process exits
     with 134 instead: the status Docker reports for the official image, whose entrypoint shell
-    sees its child die of SIGABRT. No core file is written (a test fixture leaves none behind).
+    sees its child die of SIGABRT (abort() in PID 1 would end in SIGSEGV, 139). No core file is
+    written (a test fixture leaves none behind).
     """
     log.critical("Non-OK-status: %s\nStatus: %s", CHECK_EXPRESSION, status)
-    logging.shutdown()
+    for handler in (*log.handlers, *logging.getLogger().handlers):
+        handler.flush()
     sys.stderr.flush()
     sys.stdout.flush()
     if os.getpid() == 1:
