@@ -59,9 +59,19 @@ def _host_port(name: str, port: int) -> str:
 
 
 def start_container(
-    model_base: Path, *args: str, env: dict[str, str] | None = None, label: str = "x"
+    model_base: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    label: str = "x",
+    credentials: grpc.ChannelCredentials | None = None,
+    ready_via_rest: bool = False,
 ) -> Container:
-    """Start the image with the model base at /models and wait until gRPC answers GetModelStatus."""
+    """Start the image with the model base at /models and wait until gRPC answers GetModelStatus.
+
+    ``credentials``: the gRPC port speaks TLS (--ssl_config_file); the channel uses them and checks
+    the server certificate for the name ``localhost``. ``ready_via_rest``: wait for the REST port
+    instead (it opens after the gRPC port), for servers no gRPC client can pass.
+    """
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     name = f"standin-test-{label}-{uuid.uuid4().hex[:8]}"
@@ -74,7 +84,11 @@ def start_container(
     try:
         container.grpc_target = _host_port(name, 8500)
         container.rest_url = "http://" + _host_port(name, 8501)
-        container.channel = grpc.insecure_channel(container.grpc_target)
+        if credentials is None:
+            container.channel = grpc.insecure_channel(container.grpc_target)
+        else:
+            override = [("grpc.ssl_target_name_override", "localhost")]
+            container.channel = grpc.secure_channel(container.grpc_target, credentials, options=override)
         stub = model_service_pb2_grpc.ModelServiceStub(container.channel)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         model = (env or {}).get("MODEL_NAME", "calculator")
@@ -82,11 +96,14 @@ def start_container(
             if not container.running():
                 raise AssertionError(f"stand-in exited during start-up:\n{container.logs()}")
             try:
-                stub.GetModelStatus(
-                    get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model}), timeout=2
-                )
+                if ready_via_rest:
+                    requests.get(f"{container.rest_url}/v1/models/{model}", timeout=2)
+                else:
+                    stub.GetModelStatus(
+                        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model}), timeout=2
+                    )
                 return container
-            except grpc.RpcError:
+            except (grpc.RpcError, requests.ConnectionError):
                 if time.monotonic() > deadline:
                     raise AssertionError(
                         f"stand-in not ready in {STARTUP_TIMEOUT}s:\n{container.logs()}"
