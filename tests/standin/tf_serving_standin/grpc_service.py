@@ -107,9 +107,9 @@ def create_server(
     """Build (not start) the gRPC server listening on 0.0.0.0:port (with ``health`` if given).
 
     With ``credentials`` (from --ssl_config_file) the port speaks TLS only, for every service on
-    it; without, plaintext. A port gRPC refuses (in use, or credentials it cannot use) fails as
-    gRPC's ServerBuilder::BuildAndStart does in TF Serving: INVALID_ARGUMENT "Failed to
-    BuildAndStart gRPC server".
+    it; without, plaintext. A port gRPC refuses (credentials it cannot use, an address it cannot
+    bind) fails as gRPC's ServerBuilder::BuildAndStart does in TF Serving: INVALID_ARGUMENT
+    "Failed to BuildAndStart gRPC server".
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads or 16, thread_name_prefix="grpc"),
