@@ -9,7 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from standin_support import IMAGE, REPO_ROOT, Container, start_container, stop_container
+from standin_support import (
+    IMAGE,
+    REPO_ROOT,
+    Container,
+    StandinPki,
+    make_test_pki,
+    start_container,
+    stop_container,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +46,12 @@ def calculator_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     base = tmp_path_factory.mktemp("calculator-export")
     return export_model(base, "calculator", version=1)
+
+
+@pytest.fixture(scope="session")
+def pki() -> StandinPki:
+    """A CA, server and client certificates for --ssl_config_file, made for this session only."""
+    return make_test_pki()
 
 
 @pytest.fixture(scope="session")

@@ -59,9 +59,19 @@ def _host_port(name: str, port: int) -> str:
 
 
 def start_container(
-    model_base: Path, *args: str, env: dict[str, str] | None = None, label: str = "x"
+    model_base: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    label: str = "x",
+    credentials: grpc.ChannelCredentials | None = None,
+    ready_via_rest: bool = False,
 ) -> Container:
-    """Start the image with the model base at /models and wait until gRPC answers GetModelStatus."""
+    """Start the image with the model base at /models and wait until gRPC answers GetModelStatus.
+
+    ``credentials``: the gRPC port speaks TLS (--ssl_config_file); the channel uses them and checks
+    the server certificate for the name ``localhost``. ``ready_via_rest``: wait for the REST port
+    instead (it opens after the gRPC port), for servers no gRPC client can pass.
+    """
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     name = f"standin-test-{label}-{uuid.uuid4().hex[:8]}"
@@ -74,7 +84,11 @@ def start_container(
     try:
         container.grpc_target = _host_port(name, 8500)
         container.rest_url = "http://" + _host_port(name, 8501)
-        container.channel = grpc.insecure_channel(container.grpc_target)
+        if credentials is None:
+            container.channel = grpc.insecure_channel(container.grpc_target)
+        else:
+            override = [("grpc.ssl_target_name_override", "localhost")]
+            container.channel = grpc.secure_channel(container.grpc_target, credentials, options=override)
         stub = model_service_pb2_grpc.ModelServiceStub(container.channel)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         model = (env or {}).get("MODEL_NAME", "calculator")
@@ -82,11 +96,14 @@ def start_container(
             if not container.running():
                 raise AssertionError(f"stand-in exited during start-up:\n{container.logs()}")
             try:
-                stub.GetModelStatus(
-                    get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model}), timeout=2
-                )
+                if ready_via_rest:
+                    requests.get(f"{container.rest_url}/v1/models/{model}", timeout=2)
+                else:
+                    stub.GetModelStatus(
+                        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": model}), timeout=2
+                    )
                 return container
-            except grpc.RpcError:
+            except (grpc.RpcError, requests.ConnectionError):
                 if time.monotonic() > deadline:
                     raise AssertionError(
                         f"stand-in not ready in {STARTUP_TIMEOUT}s:\n{container.logs()}"
@@ -130,3 +147,110 @@ def make_model_base(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path
 def rest_json(response: requests.Response) -> dict:
     """The JSON body of a REST answer (NaN/Infinity tokens allowed, as TF Serving writes them)."""
     return json.loads(response.text)
+
+
+# -- TLS (--ssl_config_file) ------------------------------------------------------------------
+
+
+@dataclass
+class StandinPki:
+    """Throwaway PEMs made for one test session: never written to the repository."""
+
+    ca_cert: bytes
+    server_key: bytes
+    server_cert: bytes
+    client_key: bytes
+    client_cert: bytes
+    other_client_key: bytes  # signed by another CA, which the server does not trust
+    other_client_cert: bytes
+
+    def ssl_config(self, client_verify: bool = True, custom_ca: bool = True, server_key: bytes = b"") -> str:
+        """A text-format SSLConfig with the PEM contents, as TF Serving's --ssl_config_file reads it.
+
+        ``server_key`` replaces the server's key (to give one that does not match the certificate).
+        """
+        fields = [
+            f"server_key: {_proto_string(server_key or self.server_key)}",
+            f"server_cert: {_proto_string(self.server_cert)}",
+        ]
+        if custom_ca:
+            fields.append(f"custom_ca: {_proto_string(self.ca_cert)}")
+        fields.append(f"client_verify: {'true' if client_verify else 'false'}")
+        return "\n".join(fields) + "\n"
+
+    def channel_credentials(self, client: str | None = "good") -> grpc.ChannelCredentials:
+        """Trusts the test CA; presents the good client's certificate, the other CA's, or none."""
+        pair = {
+            "good": (self.client_key, self.client_cert),
+            "other": (self.other_client_key, self.other_client_cert),
+            None: (None, None),
+        }[client]
+        return grpc.ssl_channel_credentials(self.ca_cert, *pair)
+
+
+def _proto_string(pem: bytes) -> str:
+    """A text-format string literal, one adjacent literal per PEM line (the parser joins them)."""
+    return "\n  ".join(f'"{line}\\n"' for line in pem.decode().splitlines())
+
+
+def make_test_pki() -> StandinPki:
+    """A CA, a server certificate for localhost/127.0.0.1, a client certificate, and a foreign client."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def key() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def certificate(subject_key, subject: str, issuer_key=None, issuer=None, *, ca=False, usage=None, san=()):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer.subject if issuer is not None else name(subject))
+            .public_key(subject_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+        return builder.sign(issuer_key or subject_key, hashes.SHA256())
+
+    def pem_key(private_key) -> bytes:
+        return private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def pem(cert: x509.Certificate) -> bytes:
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    ca_key, other_ca_key = key(), key()
+    ca = certificate(ca_key, "stand-in test CA", ca=True)
+    other_ca = certificate(other_ca_key, "untrusted test CA", ca=True)
+    server_key, client_key, other_key = key(), key(), key()
+    san = (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    server_auth, client_auth = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+    server = certificate(server_key, "localhost", ca_key, ca, usage=server_auth, san=san)
+    client = certificate(client_key, "test client", ca_key, ca, usage=client_auth)
+    other = certificate(other_key, "foreign client", other_ca_key, other_ca, usage=client_auth)
+    return StandinPki(
+        ca_cert=pem(ca),
+        server_key=pem_key(server_key),
+        server_cert=pem(server),
+        client_key=pem_key(client_key),
+        client_cert=pem(client),
+        other_client_key=pem_key(other_key),
+        other_client_cert=pem(other),
+    )

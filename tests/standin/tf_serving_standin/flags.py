@@ -92,6 +92,7 @@ IMPLEMENTED = frozenset(
         "monitoring_config_file",
         "grpc_max_threads",
         "enable_grpc_healthcheck_service",
+        "ssl_config_file",
     }
 )
 

@@ -97,9 +97,20 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def create_server(
-    port: int, api: ServingApi, reload_config: Callable, max_threads: int, health: HealthService | None = None
+    port: int,
+    api: ServingApi,
+    reload_config: Callable,
+    max_threads: int,
+    health: HealthService | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> grpc.Server:
-    """Build (not start) the gRPC server listening on 0.0.0.0:port (with ``health`` if given)."""
+    """Build (not start) the gRPC server listening on 0.0.0.0:port (with ``health`` if given).
+
+    With ``credentials`` (from --ssl_config_file) the port speaks TLS only, for every service on
+    it; without, plaintext. A port gRPC refuses (credentials it cannot use, an address it cannot
+    bind) fails as gRPC's ServerBuilder::BuildAndStart does in TF Serving: INVALID_ARGUMENT
+    "Failed to BuildAndStart gRPC server".
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads or 16, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
@@ -108,6 +119,15 @@ def create_server(
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api, reload_config), server)
     if health is not None:
         health.register(server)
-    if server.add_insecure_port(f"0.0.0.0:{port}") == 0:
-        raise ServingError("UNAVAILABLE", f"Failed to bind gRPC port {port}")
+    address = f"0.0.0.0:{port}"
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where gRPC C++ returns port 0
+        bound = 0
+    if bound == 0:
+        log.error("Could not add gRPC listening port %s", address)
+        raise ServingError("INVALID_ARGUMENT", "Failed to BuildAndStart gRPC server")
     return server

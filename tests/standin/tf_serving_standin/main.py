@@ -52,6 +52,7 @@ def serve(options: Options) -> int:
     from tf_serving_standin.grpc_service import create_server
     from tf_serving_standin.health import HealthService
     from tf_serving_standin.rest import RestServer
+    from tf_serving_standin.tls import server_credentials
 
     if options.tensorflow_intra_op_parallelism:
         tf.config.threading.set_intra_op_parallelism_threads(options.tensorflow_intra_op_parallelism)
@@ -90,7 +91,12 @@ def serve(options: Options) -> int:
         core.start()
 
         health = HealthService() if options.enable_grpc_healthcheck_service else None
-        grpc_server = create_server(options.port, api, core.reload, options.grpc_max_threads, health)
+        # As server.cc: the SSL config is read when the gRPC port is added, after the models loaded;
+        # a file that cannot be read or parsed aborts the process (TF_CHECK_OK).
+        credentials = server_credentials(options.ssl_config_file)
+        grpc_server = create_server(
+            options.port, api, core.reload, options.grpc_max_threads, health, credentials
+        )
         grpc_server.start()
         log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", options.port)
         rest_server = None
