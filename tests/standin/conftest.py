@@ -54,9 +54,13 @@ def pki() -> StandinPki:
     return make_test_pki()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def container_factory(standin_image: str) -> Iterator:
-    """Start containers on demand; remove all of them at the end of the session."""
+    """Start containers on demand; remove them at the end of each test module.
+
+    Not at the end of the session: `make test` runs the Molecule scenarios in the same session,
+    and idle stand-ins (TensorFlow loaded in each) would run on beside the full stack's drills.
+    """
     started: list[Container] = []
 
     def factory(model_base: Path, *args: str, **kwargs) -> Container:
