@@ -254,3 +254,23 @@ def make_test_pki() -> StandinPki:
         other_client_key=pem_key(other_key),
         other_client_cert=pem(other),
     )
+
+
+def predict_add(channel: grpc.Channel) -> list[float]:
+    """calculator's default signature (add) for 2 + 3 over ``channel``, as a client would call it."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "calculator"
+    request.inputs["a"].CopyFrom(tf.make_tensor_proto([2.0], dtype=tf.float32))
+    request.inputs["b"].CopyFrom(tf.make_tensor_proto([3.0], dtype=tf.float32))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    return list(stub.Predict(request, timeout=10).outputs["result"].float_val)
+
+
+def refused_code(channel: grpc.Channel) -> grpc.StatusCode:
+    """The code a Predict gets on a channel the server does not accept (handshake failure)."""
+    with pytest.raises(grpc.RpcError) as info:
+        predict_add(channel)
+    return info.value.code()

@@ -17,9 +17,7 @@ import uuid
 import grpc
 import pytest
 import requests
-import tensorflow as tf
-from standin_support import IMAGE, add_version, docker, make_model_base
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from standin_support import IMAGE, add_version, docker, make_model_base, predict_add, refused_code
 
 pytestmark = pytest.mark.docker
 
@@ -72,21 +70,6 @@ def server_tls(model_base, container_factory, pki):
     )
 
 
-def predict(channel: grpc.Channel) -> list[float]:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "calculator"
-    request.inputs["a"].CopyFrom(tf.make_tensor_proto([2.0], dtype=tf.float32))
-    request.inputs["b"].CopyFrom(tf.make_tensor_proto([3.0], dtype=tf.float32))
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    return list(stub.Predict(request, timeout=10).outputs["result"].float_val)
-
-
-def refused_code(channel: grpc.Channel) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as info:
-        predict(channel)
-    return info.value.code()
-
-
 def tls_channel(container, credentials: grpc.ChannelCredentials) -> grpc.Channel:
     return grpc.secure_channel(container.grpc_target, credentials, options=NAME)
 
@@ -96,7 +79,7 @@ def tls_channel(container, credentials: grpc.ChannelCredentials) -> grpc.Channel
 
 def test_client_with_certificate_from_custom_ca_gets_predict(mutual_tls, pki):
     with tls_channel(mutual_tls, pki.channel_credentials("good")) as channel:
-        assert predict(channel) == [5.0]
+        assert predict_add(channel) == [5.0]
 
 
 @pytest.mark.parametrize("client", [None, "other"], ids=["no-client-certificate", "foreign-ca"])
@@ -136,7 +119,7 @@ def test_rest_port_stays_plain_http(mutual_tls):
 def test_server_side_tls_serves_any_client_that_trusts_the_server(server_tls, pki):
     for client in (None, "other"):  # a client certificate is not requested, so not checked
         with tls_channel(server_tls, pki.channel_credentials(client)) as channel:
-            assert predict(channel) == [5.0]
+            assert predict_add(channel) == [5.0]
     with tls_channel(server_tls, grpc.ssl_channel_credentials()) as channel:  # system roots only
         assert refused_code(channel) == grpc.StatusCode.UNAVAILABLE
     with grpc.insecure_channel(server_tls.grpc_target) as channel:

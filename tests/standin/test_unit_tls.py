@@ -23,9 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-import tensorflow as tf
-from standin_support import StandinPki, add_version
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from standin_support import StandinPki, add_version, predict_add, refused_code
 from tf_serving_standin import errors, flags, tls
 
 STANDIN_DIR = Path(__file__).resolve().parent
@@ -120,22 +118,6 @@ def write_ssl_config(directory: Path, text: str) -> Path:
     return path
 
 
-def predict(channel: grpc.Channel) -> list[float]:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "calculator"
-    request.inputs["a"].CopyFrom(tf.make_tensor_proto([2.0], dtype=tf.float32))
-    request.inputs["b"].CopyFrom(tf.make_tensor_proto([3.0], dtype=tf.float32))
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    return list(stub.Predict(request, timeout=10).outputs["result"].float_val)
-
-
-def refused_code(channel: grpc.Channel) -> grpc.StatusCode:
-    """The code a Predict gets on a channel the server does not accept (handshake failure)."""
-    with pytest.raises(grpc.RpcError) as info:
-        predict(channel)
-    return info.value.code()
-
-
 def tls_channel(standin: Standin, pki: StandinPki, client: str | None = "good") -> grpc.Channel:
     return grpc.secure_channel(standin.target, pki.channel_credentials(client))
 
@@ -216,7 +198,7 @@ def mutual_tls(model_base, pki, tmp_path_factory) -> Iterator[Standin]:
 
 def test_client_with_certificate_from_custom_ca_gets_predict(mutual_tls, pki) -> None:
     with tls_channel(mutual_tls, pki, "good") as channel:
-        assert predict(channel) == [5.0]
+        assert predict_add(channel) == [5.0]
 
 
 @pytest.mark.parametrize("client", [None, "other"], ids=["no-client-certificate", "foreign-ca"])
@@ -256,9 +238,9 @@ def test_server_side_tls_without_client_verify(model_base, pki, tmp_path) -> Non
     standin = start_standin(model_base, tmp_path, f"--ssl_config_file={config}")
     try:
         with tls_channel(standin, pki, None) as channel:
-            assert predict(channel) == [5.0]
+            assert predict_add(channel) == [5.0]
         with tls_channel(standin, pki, "other") as channel:  # not requested, so not checked
-            assert predict(channel) == [5.0]
+            assert predict_add(channel) == [5.0]
         with grpc.secure_channel(standin.target, grpc.ssl_channel_credentials()) as channel:
             assert refused_code(channel) == grpc.StatusCode.UNAVAILABLE  # server certificate not trusted
         with grpc.insecure_channel(f"127.0.0.1:{standin.grpc_port}") as channel:
