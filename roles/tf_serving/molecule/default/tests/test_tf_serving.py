@@ -232,12 +232,17 @@ def test_failed_rollout_fails_fast_with_the_servers_error(failed_rollout):
     assert failed_rollout["seconds"] < 90, failed_rollout
 
 
-def test_failed_version_went_to_quarantine_and_is_reported(host, failed_rollout):
-    [entry] = failed_rollout["quarantine"]
-    assert (entry["model"], entry["version"]) == ("calculator", 3)
-    assert entry["path"].startswith(f"{MODEL_BASE}/.quarantine/calculator-3-")
-    assert entry["path"] in failed_rollout["msg"]
+def _assert_quarantined(host, record: dict, version: int) -> None:
+    """The role's record names ``version`` alone, moved into the quarantine, its bytes kept."""
+    [entry] = record["quarantine"]
+    assert (entry["model"], entry["version"]) == ("calculator", version)
+    assert entry["path"].startswith(f"{MODEL_BASE}/.quarantine/calculator-{version}-")
+    assert entry["path"] in record["msg"]
     assert host.file(f"{entry['path']}/saved_model.pb").content_string == "not a SavedModel protocol buffer\n"
+
+
+def test_failed_version_went_to_quarantine_and_is_reported(host, failed_rollout):
+    _assert_quarantined(host, failed_rollout, 3)
 
 
 def test_failed_version_is_not_where_the_server_looks(host, before_prune):
@@ -321,11 +326,7 @@ def test_crash_at_start_up_fails_fast_with_the_servers_error(crash_at_start):
 
 
 def test_crash_at_start_up_quarantined_the_version_named_in_the_log(host, crash_at_start):
-    [entry] = crash_at_start["quarantine"]
-    assert (entry["model"], entry["version"]) == ("calculator", 5)
-    assert entry["path"].startswith(f"{MODEL_BASE}/.quarantine/calculator-5-")
-    assert entry["path"] in crash_at_start["msg"]
-    assert host.file(f"{entry['path']}/saved_model.pb").content_string == "not a SavedModel protocol buffer\n"
+    _assert_quarantined(host, crash_at_start, 5)
     assert not host.file(f"{MODEL_BASE}/calculator/5").exists
 
 
