@@ -52,6 +52,7 @@ def client_config() -> ClientConfig:
         attempt_timeout_seconds=settings.TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS,
         probe_timeout_seconds=settings.TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS,
         status_timeout_seconds=settings.TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS,
+        calls_per_host=settings.TFSP_TF_SERVING_CALLS_PER_HOST,
         eject_after_failures=settings.TFSP_TF_SERVING_EJECT_AFTER_FAILURES,
         ejection_seconds=settings.TFSP_TF_SERVING_EJECTION_SECONDS,
     )

@@ -80,7 +80,8 @@ def make_client(clock, fake):
     clients = []
 
     def make(**overrides) -> TFServingClient:
-        config = ClientConfig(targets=(A, B), **overrides)
+        # Strict round-robin unless a test says otherwise: the host order is then easy to follow.
+        config = ClientConfig(targets=(A, B), **{"calls_per_host": 1, **overrides})
         events: list[tuple] = []
         client = TFServingClient(
             config,
@@ -109,6 +110,20 @@ def predict(client: TFServingClient):
 def test_round_robin_over_admitted_hosts(clock):
     pool = HostPool((A, B), clock=clock)
     assert [pool.order()[0] for _ in range(4)] == [A, B, A, B]
+
+
+def test_hosts_take_turns_of_several_calls(clock):
+    pool = HostPool((A, B), calls_per_turn=3, clock=clock)
+    firsts = [pool.order()[0] for _ in range(12)]
+    assert firsts == [A, A, A, B, B, B, A, A, A, B, B, B]
+    pool.failed(A, "UpstreamTimeout")
+    pool.failed(A, "UpstreamTimeout")  # ejected: B takes every turn, A is the fallback
+    assert [pool.order() for _ in range(4)] == [[B, A]] * 4
+
+
+def test_client_takes_its_turns_from_the_configuration(make_client):
+    client = make_client(calls_per_host=2)
+    assert [predict(client).host for _ in range(6)] == [A, A, B, B, A, A]
 
 
 def test_ejection_after_consecutive_failures_only(clock):
@@ -314,6 +329,7 @@ def test_prober_thread_starts_only_at_the_first_ejection(make_client, fake):
         ({"timeout_seconds": 0}, "timeout_seconds", "positive"),
         ({"attempt_timeout_seconds": -1}, "attempt_timeout_seconds", "positive"),
         ({"eject_after_failures": 0}, "eject_after_failures", "at least 1"),
+        ({"calls_per_host": 0}, "calls_per_host", "at least 1"),
     ],
 )
 def test_bad_config_names_the_field(overrides, field, words):

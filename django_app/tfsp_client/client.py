@@ -74,6 +74,7 @@ class TFServingClient:
             eject_after=config.eject_after_failures,
             base_seconds=config.ejection_seconds,
             max_seconds=config.max_ejection_seconds,
+            calls_per_turn=config.calls_per_host,
             clock=clock,
         )
         self._transport = transport or make_transport(config)

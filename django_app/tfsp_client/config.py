@@ -31,6 +31,7 @@ class ClientConfig:
 
     ``timeout_seconds`` bounds a whole call, re-issues included. ``attempt_timeout_seconds`` bounds
     one attempt on one host while another host is left to try; the last host gets all the time left.
+    Admitted hosts take turns of ``calls_per_host`` consecutive calls (1: strict round-robin).
     A host that fails ``eject_after_failures`` times in a row is left out for ``ejection_seconds``
     (doubling while it stays sick, up to ``max_ejection_seconds``) and comes back when a probe
     answers within ``probe_timeout_seconds``. ``status_timeout_seconds`` bounds each host's answer
@@ -43,6 +44,7 @@ class ClientConfig:
     rest_targets: tuple[str, ...] = ()
     timeout_seconds: float = 2.0
     attempt_timeout_seconds: float = 0.25
+    calls_per_host: int = 16
     eject_after_failures: int = 2
     ejection_seconds: float = 2.0
     max_ejection_seconds: float = 10.0
@@ -74,6 +76,8 @@ class ClientConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, f"{name} must be positive")
+        if self.calls_per_host < 1:
+            raise ConfigError("calls_per_host", "calls_per_host must be at least 1")
         if self.eject_after_failures < 1:
             raise ConfigError("eject_after_failures", "eject_after_failures must be at least 1")
 

@@ -7,6 +7,10 @@ inside one channel.
 
 The rules, modelled on gRPC's outlier ejection and retry throttling (gRFC A50, A6):
 
+- Admitted hosts take turns in runs of ``calls_per_turn`` consecutive calls (1: strict
+  round-robin). A run keeps one host's connection and threads busy instead of waking an idle
+  host for every other call; it measurably cuts the latency of a lightly loaded client (README,
+  "Turns of several calls") while, over many calls and processes, the hosts share the load evenly.
 - A host that fails ``eject_after`` attempts in a row (timeout or unreachable: never an answer
   such as "invalid argument") is ejected: calls skip it for ``base_seconds``, doubled at each
   failed probe up to ``max_seconds``. A success resets the count.
@@ -56,6 +60,7 @@ class HostPool:
         max_seconds: float = 30.0,
         max_tokens: float = 10.0,
         token_ratio: float = 0.1,
+        calls_per_turn: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hosts = [_Host(name, f"serving host {i}") for i, name in enumerate(hosts, start=1)]
@@ -66,6 +71,7 @@ class HostPool:
         self._max_tokens = max_tokens
         self._tokens = max_tokens
         self._token_ratio = token_ratio
+        self._calls_per_turn = calls_per_turn
         self._clock = clock
         self._counter = itertools.count()
         self._lock = threading.Lock()
@@ -75,12 +81,15 @@ class HostPool:
         return self._by_name[host].label
 
     def order(self) -> list[str]:
-        """The hosts to try for one call: admitted ones in rotation, then ejected ones (soonest due)."""
+        """The hosts to try for one call: admitted ones in rotation, then ejected ones (soonest due).
+
+        The first admitted host changes every ``calls_per_turn`` calls.
+        """
         with self._lock:
             admitted = [h.name for h in self._hosts if h.ejected_until is None]
             ejected = sorted((h for h in self._hosts if h.ejected_until is not None), key=_due)
             if admitted:
-                start = next(self._counter) % len(admitted)
+                start = next(self._counter) // self._calls_per_turn % len(admitted)
                 admitted = admitted[start:] + admitted[:start]
             return admitted + [h.name for h in ejected]
 
