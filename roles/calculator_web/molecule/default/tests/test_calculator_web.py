@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The repository's molecule/shared: systemd_security.exposure, shared with nginx's tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "molecule" / "shared"))
+from systemd_security import exposure
 
 NAME = f"calc-{os.environ.get('MOLECULE_DISTRO', 'bookworm')}"
 SOCKET = "/run/calculator-web/gunicorn.sock"
@@ -187,14 +192,6 @@ def test_service_sandboxed(host, setting, value):
 
 # The README records this figure; without the sandbox the unit scores 9.2 (UNSAFE).
 APP_EXPOSURE_MAX = 2.0
-
-
-def exposure(host, unit: str) -> float:
-    """The figure of ``systemd-analyze security``'s "Overall exposure level" line (0 safest, 10 worst)."""
-    result = host.run(f"systemd-analyze security --no-pager {unit}")
-    lines = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
-    assert lines, result.stdout + result.stderr
-    return float(lines[0].split(":", 1)[1].split()[0])
 
 
 def test_service_exposure_ok(host):

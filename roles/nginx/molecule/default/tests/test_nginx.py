@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# The repository's molecule/shared: systemd_security.exposure, shared with calculator_web's tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "molecule" / "shared"))
+from systemd_security import exposure
 
 NAME = f"nginx-{os.environ.get('MOLECULE_DISTRO', 'bookworm')}"
 # systemd-analyze security's figure for nginx.service with the role's drop-in (see the README).
@@ -256,14 +261,6 @@ def test_client_timeouts_configured(host):
     for directive in ("client_header_timeout 3s;", "client_body_timeout 10s;", "send_timeout 10s;"):
         assert directive in config
     assert "keepalive_timeout 30s;" in config
-
-
-def exposure(host, unit: str) -> float:
-    """The figure of ``systemd-analyze security``'s "Overall exposure level" line (0 safest, 10 worst)."""
-    result = host.run(f"systemd-analyze security --no-pager {unit}")
-    lines = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
-    assert lines, result.stdout + result.stderr
-    return float(lines[0].split(":", 1)[1].split()[0])
 
 
 def test_nginx_service_sandboxed(host):
