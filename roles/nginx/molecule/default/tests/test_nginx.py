@@ -107,8 +107,11 @@ def test_http_redirects_to_https(host):
 
 
 def test_unknown_host_dropped_on_http(host):
-    result = host.run("curl -s --max-time 10 -H 'Host: evil.example' http://127.0.0.1/")
-    assert result.rc == 52  # empty reply: nginx closed the connection (444)
+    result = host.run("curl -s --max-time 10 -H 'Host: evil.example' -w '%{http_code}' http://127.0.0.1/")
+    # No HTTP answer at all (444): nginx resets the connection (reset_timedout_connection applies to
+    # 444 too), which curl reports as a receive failure (56), or closes it, an empty reply (52).
+    assert result.rc in (52, 56)
+    assert result.stdout == "000"
 
 
 def test_unknown_server_name_refused_in_tls_handshake(host):
@@ -154,7 +157,7 @@ def flood(host, path: str, count: int, client: str, options: str = "") -> list[t
     """``count`` requests in a row from ``client``: (status, headers, body) of each."""
     one = (
         f"curl -sk --max-time 10 {RESOLVE} -H 'X-Forwarded-For: {client}' {options}"
-        f" -D $d/$i.h -o $d/$i.b https://{NAME}{path}"
+        f" -D $d/$i.h -o $d/$i.b 'https://{NAME}{path}'"
     )
     script = (
         f"d=$(mktemp -d); for i in $(seq {count}); do {one}; done;"
