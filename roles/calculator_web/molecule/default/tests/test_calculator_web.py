@@ -183,7 +183,7 @@ def test_workers_follow_cpu_count(host):
         ("UMask", "0077"),
         ("MemoryDenyWriteExecute", "yes"),
         ("CapabilityBoundingSet", ""),
-        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
         ("SystemCallArchitectures", "native"),
     ],
 )
@@ -221,16 +221,25 @@ def test_no_control_socket(host):
 
 def in_service_cgroup(host, command: str):
     """Run ``command`` inside calculator-web.service's cgroup, where the unit's IP address filter applies."""
-    cgroup = host.run("systemctl show -p ControlGroup --value calculator-web.service").stdout.strip()
-    assert cgroup
-    return host.run(f"sh -c 'echo $$ > /sys/fs/cgroup{cgroup}/cgroup.procs && exec {command}'")
+    main_pid = host.run("systemctl show -p MainPID --value calculator-web.service").stdout.strip()
+    # The unit's cgroup in the unified (v2) hierarchy, the one the filter is attached to: mounted at
+    # /sys/fs/cgroup on a v2 host, at /sys/fs/cgroup/unified on a hybrid one.
+    lines = host.file(f"/proc/{main_pid}/cgroup").content_string.splitlines()
+    cgroup = next(line.split("::", 1)[1] for line in lines if line.startswith("0::"))
+    procs = next(
+        path
+        for path in (f"/sys/fs/cgroup{cgroup}/cgroup.procs", f"/sys/fs/cgroup/unified{cgroup}/cgroup.procs")
+        if host.file(path).exists
+    )
+    return host.run(f"sh -c 'echo $$ > {procs} && exec {command}'")
 
 
 def test_service_reaches_only_allowed_addresses(host):
     """IPAddressDeny=any with localhost, the TF Serving hosts (none here) and the resolvers allowed."""
     show = host.run("systemctl show -p IPAddressDeny,IPAddressAllow calculator-web.service").stdout
-    assert "IPAddressDeny=0.0.0.0/0 ::/0" in show
-    assert "127.0.0.0/8" in show
+    settings = dict(line.split("=", 1) for line in show.splitlines())
+    assert set(settings["IPAddressDeny"].split()) == {"0.0.0.0/0", "::/0"}
+    assert {"127.0.0.0/8", "::1/128"} <= set(settings["IPAddressAllow"].split())
     address = host.ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]["ansible_default_ipv4"][
         "address"
     ]
