@@ -1,9 +1,11 @@
 """Stand-in for gunicorn in the nginx tests: answers every request on a unix
-socket with the request line and headers it received, as JSON."""
+socket with the request line and headers it received, as JSON. Paths under
+/slow/ answer after two seconds (requests in progress, for the connection limit)."""
 
 import json
 import os
 import socketserver
+import time
 from http.server import BaseHTTPRequestHandler
 
 SOCKET_PATH = "/run/calculator-web/gunicorn.sock"
@@ -17,6 +19,8 @@ class EchoHandler(BaseHTTPRequestHandler):
     def _echo(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
+        if self.path.startswith("/slow/"):
+            time.sleep(2)
         body = json.dumps({"method": self.command, "path": self.path, "headers": dict(self.headers)}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
