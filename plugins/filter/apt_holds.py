@@ -5,6 +5,7 @@ NVIDIA Container Toolkit, Docker) must change only when the operator changes a v
 and rolls it through the fleet in waves:
 
 * ``apt_held_version``: the version to hold, the one asked for or else the one installed;
+* ``apt_versioned_names``: package names for the apt module, with the version asked for;
 * ``apt_preferences``: the ``/etc/apt/preferences.d`` text that holds it (priority 1001: apt
   keeps it and even downgrades to it, and never takes a newer one by itself);
 * ``apt_unattended_blacklist``: the apt.conf text that keeps unattended-upgrades away from
@@ -50,6 +51,21 @@ def apt_held_version(requested: str | None, packages: Mapping[str, Any] | None, 
         return str(requested)
     entries = (packages or {}).get(package) or []
     return str(entries[0]["version"]) if entries else ""
+
+
+def apt_versioned_names(names: Iterable[str], versions: Mapping[str, Any]) -> list[str]:
+    """``names`` for the apt module, ``name=version`` where ``versions`` asks for one.
+
+    The apt module then installs that version (an upgrade, or with ``allow_downgrade`` a
+    downgrade) when the installed one does not match it, and leaves the others alone.
+    """
+    out = []
+    for name in names:
+        version = str(versions.get(name) or "")
+        if version and not _VERSION.match(version):
+            raise AnsibleFilterError(f"not an apt version (pattern) for {name}: {version!r}")
+        out.append(f"{name}={version}" if version else str(name))
+    return out
 
 
 def apt_preferences(holds: Iterable[Mapping[str, Any]], owner: str) -> str:
@@ -214,6 +230,7 @@ class FilterModule:
     def filters(self):
         return {
             "apt_held_version": apt_held_version,
+            "apt_versioned_names": apt_versioned_names,
             "apt_preferences": apt_preferences,
             "apt_unattended_blacklist": apt_unattended_blacklist,
             "apt_key_fingerprints": apt_key_fingerprints,

@@ -53,6 +53,25 @@ def test_nothing_is_held_before_anything_is_installed():
     assert ah.apt_held_version(None, None, "docker.io") == ""
 
 
+def test_versioned_names_only_where_a_version_is_asked_for():
+    names = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin"]
+    versions = {
+        "docker-ce": "5:28.1.1-1~debian.12~bookworm",
+        "docker-ce-cli": "5:28.1.1-1~debian.12~bookworm",
+    }
+    assert ah.apt_versioned_names(names, versions | {"containerd.io": ""}) == [
+        "docker-ce=5:28.1.1-1~debian.12~bookworm",
+        "docker-ce-cli=5:28.1.1-1~debian.12~bookworm",
+        "containerd.io",
+        "docker-buildx-plugin",
+    ]
+
+
+def test_versioned_names_refuse_what_is_not_a_version():
+    with pytest.raises(ah.AnsibleFilterError, match="not an apt version"):
+        ah.apt_versioned_names(["docker.io"], {"docker.io": "20.10 --allow-unauthenticated"})
+
+
 # --- apt preferences ---------------------------------------------------------------------------
 
 
