@@ -41,7 +41,8 @@ _FINGERPRINT = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 _ARMOR = re.compile(
     r"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(?P<body>.*?)-----END PGP PUBLIC KEY BLOCK-----", re.S
 )
-_PUBLIC_KEY, _PUBLIC_SUBKEY = 6, 14
+# OpenPGP packet tag of a primary public key (subkeys, tag 14, are not what a fingerprint pins).
+_PUBLIC_KEY = 6
 
 
 def apt_held_version(requested: str | None, packages: Mapping[str, Any] | None, package: str) -> str:
