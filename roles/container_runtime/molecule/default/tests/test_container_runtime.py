@@ -1,6 +1,7 @@
 """Docker Engine runs inside the test host with the merged daemon.json."""
 
 import json
+import re
 
 import pytest
 
@@ -44,8 +45,25 @@ def test_daemon_environment_drop_in(host):
     assert 'Environment="DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"' in drop_in.content_string.splitlines()
 
 
-def test_no_nvidia_default_runtime_without_gpu(daemon_json):
+def test_old_nvidia_default_runtime_taken_out(daemon_json):
+    # converge.yml wrote "default-runtime": "nvidia" before the role ran.
     assert "default-runtime" not in daemon_json
+
+
+def test_docker_version_held_by_apt(host):
+    installed = host.package("docker.io").version
+    pin = host.file("/etc/apt/preferences.d/container-runtime.pref").content_string
+    assert f"Package: docker.io\nPin: version {installed}\nPin-Priority: 1001" in pin
+    policy = host.run("apt-cache policy docker.io").stdout
+    assert re.search(rf"^ \*\*\* {re.escape(installed)} 1001$", policy, re.M), policy
+    # The toolkit is not installed here (its repository is unreachable): nothing to hold.
+    assert "nvidia-container-toolkit" not in pin
+
+
+def test_docker_kept_out_of_unattended_upgrades(host):
+    dump = host.run("apt-config dump Unattended-Upgrade::Package-Blacklist").stdout
+    for entry in ("^docker.io$", "^containerd$", "^runc$"):
+        assert f'Unattended-Upgrade::Package-Blacklist:: "{entry}";' in dump, dump
 
 
 def test_a_container_runs_on_the_inner_engine(host):

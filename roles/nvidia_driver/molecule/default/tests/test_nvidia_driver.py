@@ -1,8 +1,17 @@
-"""A forced driver install on a GPU-less test host: packages, sources and blacklist, nothing loaded."""
+"""A forced driver install on a GPU-less test host.
+
+Packages, sources and blacklist, nothing loaded; the module built and signed for every Debian
+kernel installed (prepare installs one, side_effect a second of another flavour); the driver
+version held and kept from unattended-upgrades.
+"""
 
 import json
+import re
 
 import pytest
+
+# The common name of the throwaway key prepare.yml makes.
+TEST_MOK_SIGNER = "tfsp test module signing key"
 
 
 @pytest.mark.parametrize(
@@ -51,3 +60,59 @@ def test_persistence_daemon_masked_without_gpu(host):
 def test_no_nvidia_unit_tried_to_start(host):
     failed = host.run("systemctl list-units --failed --no-pager --plain --no-legend").stdout
     assert "nvidia" not in failed, failed
+
+
+@pytest.fixture(scope="module")
+def kernels(host):
+    names = host.run("ls /boot").stdout.split()
+    return sorted(name.removeprefix("vmlinuz-") for name in names if name.startswith("vmlinuz-"))
+
+
+def test_two_debian_kernels_of_two_flavours_installed(kernels):
+    assert len(kernels) == 2, kernels
+    assert any(kernel.endswith("-cloud-amd64") or kernel.endswith("-cloud-arm64") for kernel in kernels)
+
+
+@pytest.mark.parametrize("flavour", ["", "cloud-"])
+def test_headers_metapackage_of_each_kernel_flavour(host, flavour):
+    arch = host.run("dpkg --print-architecture").stdout.strip()
+    assert host.package(f"linux-headers-{flavour}{arch}").is_installed
+
+
+def test_every_installed_kernel_has_a_module_signed_with_the_operators_key(host, kernels):
+    status = host.run("dkms status -m nvidia-current").stdout
+    for kernel in kernels:
+        built = rf"^nvidia-current/[0-9.]+, {re.escape(kernel)}, \S+: installed"
+        assert re.search(built, status, re.M), status
+        found = host.run(f"ls /lib/modules/{kernel}/updates/dkms/").stdout.split()
+        module = next(name for name in found if re.match(r"nvidia-current\.ko(\.[gx]z|\.zst)?$", name))
+        signer = host.run(f"modinfo -F signer /lib/modules/{kernel}/updates/dkms/{module}")
+        assert signer.rc == 0, signer.stderr
+        assert signer.stdout.strip() == TEST_MOK_SIGNER
+
+
+def test_dkms_signs_with_the_operators_key(host):
+    key = host.file("/etc/dkms/mok/mok.key")
+    assert key.mode == 0o600
+    assert key.user == "root"
+    assert host.file("/etc/dkms/mok").mode == 0o700
+    # DER, as mokutil --import takes it: an ASN.1 SEQUENCE with a long-form length.
+    assert host.run("head -c 2 /etc/dkms/mok/mok.der | od -An -tx1").stdout.split()[:2] == ["30", "82"]
+    conf = host.file("/etc/dkms/framework.conf.d/nvidia-driver-mok.conf").content_string.splitlines()
+    assert 'mok_signing_key="/etc/dkms/mok/mok.key"' in conf
+    assert 'mok_certificate="/etc/dkms/mok/mok.der"' in conf
+
+
+def test_driver_version_held_by_apt(host):
+    installed = host.package("nvidia-kernel-dkms").version
+    pin = host.file("/etc/apt/preferences.d/nvidia-driver.pref").content_string
+    assert f"Package: src:nvidia-graphics-drivers\nPin: version {installed}\nPin-Priority: 1001" in pin
+    for package in ("nvidia-driver", "libcuda1", "firmware-nvidia-gsp"):
+        policy = host.run(f"apt-cache policy {package}").stdout
+        assert re.search(rf"^ \*\*\* {re.escape(installed)} 1001$", policy, re.M), policy
+
+
+def test_driver_kept_out_of_unattended_upgrades(host):
+    dump = host.run("apt-config dump Unattended-Upgrade::Package-Blacklist").stdout
+    for entry in (".*nvidia", "^libcuda"):
+        assert f'Unattended-Upgrade::Package-Blacklist:: "{entry}";' in dump, dump
