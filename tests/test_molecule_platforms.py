@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import yaml
 from molecule.interpolation import Interpolator, TemplateWithDefaults
 from molecule.util import merge_dicts
 from molecule_harness import REPO_ROOT, load_matrix, scenarios
+from playbook_run import run_playbook
 
 SHARED_CONFIG = REPO_ROOT / ".config" / "molecule" / "config.yml"
 CREATE = REPO_ROOT / "molecule" / "shared" / "create.yml"
@@ -110,26 +110,7 @@ def render(work: Path, cases: dict[str, dict]) -> tuple[subprocess.CompletedProc
         )
     playbook = work / "render.yml"
     playbook.write_text(json.dumps(plays))
-    command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i", "localhost,",
-        "-c", "local",
-        "-e", f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ]  # fmt: skip
-    run = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=work,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-            "ANSIBLE_CACHE_PLUGIN": "memory",
-        },
-        check=False,
-    )
+    run = run_playbook(playbook)
     return run, results
 
 

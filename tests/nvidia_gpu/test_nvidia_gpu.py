@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tfsp.serving.plugins.plugin_utils.nvidia_gpu import GpuFactError, gpu_count
+from playbook_run import run_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = REPO_ROOT / "plugins" / "filter" / "nvidia_gpu.py"
@@ -75,15 +74,6 @@ def test_a_fact_that_says_no_count_is_an_error_not_a_cpu_host(host_facts, messag
         filters.nvidia_gpu_count(host_facts)
 
 
-# The repository's configuration (it maps this tree as tfsp.serving), with facts
-# gathered on every run and kept in memory: its fact cache would otherwise keep
-# one run's facts for the next (gathering = smart) and hold the test's hosts.
-ENV = {
-    "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-    "ANSIBLE_GATHERING": "implicit",
-    "ANSIBLE_CACHE_PLUGIN": "memory",
-}
-
 PLAYBOOK = """\
 - name: Read the GPU fact as the roles do
   hosts: localhost
@@ -112,22 +102,7 @@ def _read_with_ansible(tmp_path: Path, fact_script: str | None) -> tuple[subproc
     result = tmp_path / "result.json"
     playbook = tmp_path / "read.yml"
     playbook.write_text(PLAYBOOK.format(fact_path=fact_path, result=result))
-    command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i", "localhost,",
-        "-c", "local",
-        "-e", f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ]  # fmt: skip
-    run = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,  # the repository's ansible.cfg maps this tree as tfsp.serving
-        env={**os.environ, **ENV},
-        check=False,
-    )
+    run = run_playbook(playbook)
     return run, result
 
 

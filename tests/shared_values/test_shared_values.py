@@ -11,26 +11,17 @@ existing inventory sets it, must still win for that role only.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook_run import run_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_DEFAULTS = yaml.safe_load((REPO_ROOT / "roles/stack/defaults/main.yml").read_text())
 TAG = "tfsp_shared_values"
 
-# The repository's configuration (it maps this tree as tfsp.serving), with facts
-# gathered on every run and kept in memory: its fact cache would otherwise keep
-# one run's facts for the next (gathering = smart) and hold the test's hosts.
-ENV = {
-    "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-    "ANSIBLE_GATHERING": "implicit",
-    "ANSIBLE_CACHE_PLUGIN": "memory",
-}
 
 PLAYBOOK = """\
 - name: Resolve the shared values as the roles see them
@@ -96,20 +87,12 @@ def resolve(tmp_path: Path, inventory: dict, gpus: int | None = None) -> dict:
     (tmp_path / "roles").symlink_to(REPO_ROOT / "roles")
     inventory_file = tmp_path / "inventory.yml"
     inventory_file.write_text(yaml.safe_dump(inventory))
-    command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i", str(inventory_file),
-        "--tags", TAG,
-        str(playbook),
-    ]  # fmt: skip
-    run = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-        env={**os.environ, **ENV, "ANSIBLE_ROLES_PATH": str(tmp_path / "roles")},
-        check=False,
+    run = run_playbook(
+        playbook,
+        "--tags",
+        TAG,
+        inventory=str(inventory_file),
+        env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(result.read_text())
