@@ -157,6 +157,7 @@ ALONE_PLAY = """\
   hosts: localhost
   gather_facts: true
   gather_subset: [min]
+  fact_path: {facts}
   roles:
     - role: {fqcn}
   tasks:
@@ -181,7 +182,7 @@ def shared_defaults(stack: dict) -> dict[str, dict]:
             "calculator_web_tf_serving_rest_port": rest,
         },
         "nginx": {"nginx_upstream_servers": [f"unix:{socket}"], "nginx_static_root": static},
-        # No nvidia_gpu fact on this machine: every role takes it for a CPU host.
+        # No nvidia_gpu fact (an empty facts directory): every role takes it for a CPU host.
         "tf_serving": {
             "tf_serving_grpc_port": grpc,
             "tf_serving_rest_port": rest,
@@ -207,11 +208,13 @@ def test_each_role_alone_resolves_its_shared_values(installed) -> None:
         defaults = yaml.safe_load((roles / role / "defaults" / "main.yml").read_text()) or {}
         referring = {name for name, value in defaults.items() if "stack_" in str(value)}
         assert referring == set(expected.get(role, {})), role
+    facts = installed["work"] / "facts.d"
+    facts.mkdir(exist_ok=True)
     plays = ""
     for role, variables in expected.items():
         resolved = "{" + ", ".join(f"'{name}': {name}" for name in variables) + "}"
         plays += ALONE_PLAY.format(
-            fqcn=f"{FQCN}.{role}", result=installed["work"] / f"{role}.json", variables=resolved
+            fqcn=f"{FQCN}.{role}", facts=facts, result=installed["work"] / f"{role}.json", variables=resolved
         )
     # The monitoring role's exporter address needs an address for the host.
     result = _playbook(installed, "alone.yml", plays, "--tags", "alone", "-e", "monitoring_address=127.0.0.1")
