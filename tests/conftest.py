@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+# The collection's plugins import their shared code by its collection name
+# (ansible_collections.tfsp.serving.plugins.plugin_utils...), as Ansible loads
+# them; collections/ maps this tree as that collection, so the unit tests that
+# load a plugin by its path import the same code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collections"))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -10,6 +10,8 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.tfsp.serving.plugins.plugin_utils.nvidia_gpu import GpuFactError, gpu_count
+
 try:
     from ansible.errors import AnsibleFilterError
 except ImportError:  # imported by the unit tests without Ansible's plugin loader
@@ -61,13 +63,15 @@ def _per_host(job: str, hosts: list[str], hostvars: Mapping[str, Any], port_of, 
     }
 
 
-def _gpu_count(host_vars: Mapping[str, Any]) -> int:
+def _gpu_count(name: str, host_vars: Mapping[str, Any]) -> int:
+    """GPUs of ``name`` by the nvidia_driver role's local fact (the rule the roles use)."""
     facts = host_vars.get("ansible_facts") or {}
-    local = facts.get("ansible_local") or host_vars.get("ansible_local") or {}
+    if "ansible_local" not in facts and "ansible_local" in host_vars:
+        facts = {"ansible_local": host_vars["ansible_local"]}
     try:
-        return int((local.get("nvidia_gpu") or {}).get("count", 0))
-    except (TypeError, ValueError):
-        return 0
+        return gpu_count(facts)
+    except GpuFactError as error:
+        raise AnsibleFilterError(f"monitoring: {name}: {error}") from None
 
 
 def _blackbox(job: str, module: str, urls: list[tuple[str, str]], blackbox: str, interval: str) -> dict:
@@ -123,7 +127,7 @@ def monitoring_scrape_configs(
                 metrics_path=settings["tf_serving_metrics_path"],
             )
         )
-        gpu_hosts = [name for name in serving if _gpu_count(hostvars[name]) > 0]
+        gpu_hosts = [name for name in serving if _gpu_count(name, hostvars[name]) > 0]
         if gpu_hosts:
             jobs.append(_per_host("dcgm", gpu_hosts, hostvars, lambda _: int(settings["dcgm_exporter_port"])))
         models = [

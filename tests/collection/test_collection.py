@@ -9,6 +9,7 @@ maps the clone as the collection; here a config of the test's own replaces it).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ BIN = Path(sys.executable).parent
 GALAXY = yaml.safe_load((REPO_ROOT / "galaxy.yml").read_text())
 FQCN = f"{GALAXY['namespace']}.{GALAXY['name']}"
 TARBALL = f"{GALAXY['namespace']}-{GALAXY['name']}-{GALAXY['version']}.tar.gz"
-ROLES = sorted(path.name for path in (REPO_ROOT / "roles").iterdir() if (path / "tasks").is_dir())
+# Every role, the stack role included (it has defaults and a spec but no tasks).
+ROLES = sorted(path.parent.parent.name for path in (REPO_ROOT / "roles").glob("*/meta/argument_specs.yml"))
 # The tarball holds roles, plugins and metadata only; a stray build output or
 # test image in it would show as size long before anyone reads its listing.
 MAX_TARBALL_BYTES = 300_000
@@ -89,6 +91,8 @@ def test_tarball_holds_only_the_collection(installed) -> None:
     assert top == {"CHANGELOG.md", "FILES.json", "MANIFEST.json", "README.md", "meta", "plugins", "roles"}
     assert "plugins/filter/tf_serving_versions.py" in names
     assert "plugins/filter/monitoring.py" in names
+    assert "plugins/filter/nvidia_gpu.py" in names
+    assert "plugins/plugin_utils/nvidia_gpu.py" in names
     assert "plugins/modules/tf_serving_server_started.py" in names
     assert not [name for name in names if "/molecule/" in name or "__pycache__" in name]
 
@@ -110,7 +114,7 @@ def test_ansible_doc_sees_every_role_by_fqcn(installed) -> None:
     assert f"{FQCN}.tf_serving_server_started" in modules.stdout
 
 
-def _playbook(installed, name: str, text: str) -> subprocess.CompletedProcess:
+def _playbook(installed, name: str, text: str, *options: str) -> subprocess.CompletedProcess:
     path = installed["work"] / name
     path.write_text(text)
     return installed["run"](
@@ -118,6 +122,7 @@ def _playbook(installed, name: str, text: str) -> subprocess.CompletedProcess:
         "-i", "localhost,",
         "-c", "local",
         "-e", f"ansible_python_interpreter={sys.executable}",
+        *options,
         str(path),
     )  # fmt: skip
 
@@ -145,3 +150,75 @@ def test_a_bad_argument_fails_with_the_role_spec_message(installed) -> None:
     collection = installed["collections"] / "ansible_collections" / GALAXY["namespace"] / GALAXY["name"]
     role_path = collection / "roles" / "tf_serving"
     assert str(role_path) in output
+
+
+ALONE_PLAY = """\
+- name: The installed {fqcn} alone, its tasks filtered out (its argument validation runs)
+  hosts: localhost
+  gather_facts: true
+  gather_subset: [min]
+  fact_path: {facts}
+  roles:
+    - role: {fqcn}
+  tasks:
+    - name: Write what the role resolved
+      ansible.builtin.copy:
+        dest: {result}
+        content: "{{{{ {variables} | to_json }}}}"
+        mode: "0600"
+      tags: [alone]
+"""
+
+
+def shared_defaults(stack: dict) -> dict[str, dict]:
+    """Each role's variables that default to a value of the stack role, and what they should resolve to."""
+    grpc, rest = stack["stack_tf_serving_grpc_port"], stack["stack_tf_serving_rest_port"]
+    socket, static = stack["stack_web_socket_path"], stack["stack_web_static_root"]
+    return {
+        "calculator_web": {
+            "calculator_web_socket_path": socket,
+            "calculator_web_static_root": static,
+            "calculator_web_tf_serving_grpc_port": grpc,
+            "calculator_web_tf_serving_rest_port": rest,
+        },
+        "nginx": {"nginx_upstream_servers": [f"unix:{socket}"], "nginx_static_root": static},
+        # No nvidia_gpu fact (an empty facts directory): every role takes it for a CPU host.
+        "tf_serving": {
+            "tf_serving_grpc_port": grpc,
+            "tf_serving_rest_port": rest,
+            "tf_serving_gpu_present": False,
+        },
+        "firewall": {
+            "firewall_tf_serving_ports": [grpc, rest],
+            "firewall_tf_serving_monitoring_ports": [rest],
+        },
+        "monitoring": {"monitoring_tf_serving_rest_port": rest, "monitoring_dcgm_gpu_present": False},
+        "container_runtime": {"container_runtime_gpu_present": False},
+    }
+
+
+def test_each_role_alone_resolves_its_shared_values(installed) -> None:
+    """A role that shares a value brings the stack role as its dependency: used alone, by its
+    fully-qualified name, from the installed copy, its defaults still resolve to the shared values."""
+    roles = installed["collections"] / "ansible_collections" / GALAXY["namespace"] / GALAXY["name"] / "roles"
+    stack = yaml.safe_load((roles / "stack" / "defaults" / "main.yml").read_text())
+    expected = shared_defaults(stack)
+    # Every installed role whose defaults refer to a stack value is checked here, with each such variable.
+    for role in sorted(path.name for path in roles.iterdir()):
+        defaults = yaml.safe_load((roles / role / "defaults" / "main.yml").read_text()) or {}
+        referring = {name for name, value in defaults.items() if "stack_" in str(value)}
+        assert referring == set(expected.get(role, {})), role
+    facts = installed["work"] / "facts.d"
+    facts.mkdir(exist_ok=True)
+    plays = ""
+    for role, variables in expected.items():
+        resolved = "{" + ", ".join(f"'{name}': {name}" for name in variables) + "}"
+        plays += ALONE_PLAY.format(
+            fqcn=f"{FQCN}.{role}", facts=facts, result=installed["work"] / f"{role}.json", variables=resolved
+        )
+    # The monitoring role's exporter address needs an address for the host.
+    result = _playbook(installed, "alone.yml", plays, "--tags", "alone", "-e", "monitoring_address=127.0.0.1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{FQCN}.stack : Validating arguments" in result.stdout
+    for role, variables in expected.items():
+        assert json.loads((installed["work"] / f"{role}.json").read_text()) == variables, role
