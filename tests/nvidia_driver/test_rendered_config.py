@@ -148,7 +148,12 @@ CASES = {
 
 
 def _play(name: str, role: str, facts: dict, settings: dict, rendered: list[str], out: Path) -> dict:
-    vars_files = [str(REPO / f"roles/{role}/defaults/main.yml"), str(REPO / f"roles/{role}/vars/main.yml")]
+    # The stack role's defaults first: the roles' own defaults read the values shared there.
+    vars_files = [
+        str(REPO / "roles/stack/defaults/main.yml"),
+        str(REPO / f"roles/{role}/defaults/main.yml"),
+        str(REPO / f"roles/{role}/vars/main.yml"),
+    ]
     if role == "nvidia_driver":
         vars_files.append(str(REPO / f"roles/{role}/vars/{facts['distribution']}.yml"))
     content = "{{ {" + ", ".join(f"'{var}': {var}" for var in rendered) + "} | to_json }}"

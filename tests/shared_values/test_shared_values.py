@@ -110,7 +110,10 @@ def inventory(all_vars: dict | None = None, web1_vars: dict | None = None) -> di
             "vars": all_vars or {},
             "children": {
                 "web": {"hosts": {"web1": web1}},
-                "tf_serving": {"hosts": {"tfs1": None, "tfs2": None}},
+                # Addresses (documentation range, never contacted) for the app's IPAddressAllow.
+                "tf_serving": {
+                    "hosts": {"tfs1": {"ansible_host": "192.0.2.11"}, "tfs2": {"ansible_host": "192.0.2.12"}}
+                },
                 "monitoring": {"hosts": {}},
             },
         }
