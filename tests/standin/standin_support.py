@@ -65,12 +65,14 @@ def start_container(
     label: str = "x",
     credentials: grpc.ChannelCredentials | None = None,
     ready_via_rest: bool = False,
+    docker_args: tuple[str, ...] = (),
 ) -> Container:
     """Start the image with the model base at /models and wait until gRPC answers GetModelStatus.
 
     ``credentials``: the gRPC port speaks TLS (--ssl_config_file); the channel uses them and checks
     the server certificate for the name ``localhost``. ``ready_via_rest``: wait for the REST port
-    instead (it opens after the gRPC port), for servers no gRPC client can pass.
+    instead (it opens after the gRPC port), for servers no gRPC client can pass. ``docker_args``:
+    more `docker run` options (user, capabilities, read-only root...).
     """
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
@@ -78,7 +80,7 @@ def start_container(
     env_args = [item for key, value in (env or {}).items() for item in ("-e", f"{key}={value}")]
     docker(
         "run", "-d", "--name", name, "-p", "127.0.0.1::8500", "-p", "127.0.0.1::8501",
-        "-v", f"{model_base}:/models", *env_args, IMAGE, *args,
+        "-v", f"{model_base}:/models", *env_args, *docker_args, IMAGE, *args,
     )  # fmt: skip
     container = Container(name, model_base)
     try:

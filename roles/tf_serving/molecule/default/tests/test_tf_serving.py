@@ -126,6 +126,35 @@ def test_container_runs_healthy_with_init_and_restart_policy(container):
     assert container["HostConfig"]["Memory"] == 2 * 1024**3
 
 
+def test_container_hardened(container):
+    host_config = container["HostConfig"]
+    assert host_config["CapDrop"] == ["ALL"]
+    assert not host_config["CapAdd"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host_config["ReadonlyRootfs"] is True
+    assert host_config["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
+    assert host_config["PidsLimit"] == 4096
+    # The scenario keeps the image's user (tf_serving_user: "", see molecule.yml);
+    # the default, nobody, is run by tests/standin/test_conformance_hardened.py.
+    assert container["Config"]["User"] == ""
+
+
+def test_server_runs_unprivileged_on_a_read_only_system(host):
+    """Seen from inside the running container: no capabilities, nothing writable but /tmp."""
+    inside = f"docker exec {CONTAINER}"
+    server = host.run(f"{inside} sh -c 'grep -E \"^(Uid|CapEff|CapBnd|NoNewPrivs):\" /proc/1/status'")
+    assert server.rc == 0, server.stderr
+    fields = dict(line.split(":", 1) for line in server.stdout.splitlines())
+    assert fields["Uid"].split() == ["0"] * 4  # root without capabilities: tf_serving_user ""
+    assert int(fields["CapEff"], 16) == 0
+    assert int(fields["CapBnd"], 16) == 0
+    assert fields["NoNewPrivs"].strip() == "1"
+    # Even root (uid 0, without capabilities) writes nothing outside /tmp.
+    for path in ("/probe", "/models/probe", "/etc/tf-serving/probe"):
+        assert host.run(f"docker exec -u 0 {CONTAINER} touch {path}").rc != 0, path
+    assert host.run(f"{inside} sh -c 'touch /tmp/probe && rm /tmp/probe'").rc == 0
+
+
 def test_ports_bound_to_the_configured_address_only(container, address):
     bindings = container["HostConfig"]["PortBindings"]
     assert bindings["8500/tcp"] == [{"HostIp": address, "HostPort": "8500"}]
