@@ -188,7 +188,7 @@ def log_load_failures(lines: Iterable[str], expected: Mapping[str, Iterable[Any]
         model, version = match["model"], int(match["version"])
         if version not in _ints(expected.get(model, [])):
             continue
-        code, _, message = match["status"].partition(": ")
+        code, _sep, message = match["status"].partition(": ")
         if not message or not re.match(r"^[A-Za-z_ ]+$", code):
             code, message = "UNKNOWN", match["status"]
         found[(model, version)] = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: tf_serving_server_started
+author: tfsp maintainers (@tfsp)
 short_description: Wait until TF Serving answers on its REST port, or its container exits
 description:
   - Polls C(url) and the container's state through the Docker engine's API.
@@ -51,20 +52,40 @@ options:
     default: /var/run/docker.sock
 """
 
+EXAMPLES = r"""
+- name: Wait until TF Serving answers, or its container crashes
+  tfsp.serving.tf_serving_server_started:
+    url: http://127.0.0.1:8501/v1/models/calculator
+    container: tf-serving
+    restarts_before: 0
+    timeout: 300
+  register: started
+
+- name: Stop when the server crashed while loading
+  ansible.builtin.fail:
+    msg: TF Serving exited while loading its models
+  when: started.crashed
+"""
+
 RETURN = r"""
 answered:
+  returned: always
   description: Whether the REST port answered.
   type: bool
 crashed:
+  returned: always
   description: Whether the container restarted or stopped during the wait.
   type: bool
 restart_count:
+  returned: always
   description: The container's RestartCount at the last look.
   type: int
 state:
+  returned: always
   description: The container's state at the last look (Docker's State.Status).
   type: str
 waited:
+  returned: always
   description: Seconds waited.
   type: float
 """

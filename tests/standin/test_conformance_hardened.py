@@ -35,8 +35,8 @@ HARDENING = (
 
 def _world_readable(root) -> None:
     """The role ships models world-readable (0644 files, 0755 directories); do the same here."""
-    for path, dirs, files in os.walk(root):
-        os.chmod(path, 0o755)
+    for path, _dirs, files in os.walk(root):
+        os.chmod(path, 0o755)  # noqa: S103 - world-readable on purpose, as the role ships models
         for name in files:
             os.chmod(os.path.join(path, name), 0o644)
 
