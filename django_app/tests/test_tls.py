@@ -40,14 +40,30 @@ def _openssl(directory: Path, *args: str) -> None:
 
 
 def _ca(directory: Path, name: str) -> None:
-    _openssl(directory, "req", "-x509", *EC, "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE")  # fmt: skip
+    key, crt, subject = f"{name}.key", f"{name}.crt", f"/CN={name}"
+    ca = "basicConstraints=critical,CA:TRUE"
+    _openssl(directory, "req", "-x509", *EC, "-keyout", key, "-out", crt, "-subj", subject, "-addext", ca)
 
 
 def _leaf(directory: Path, name: str, ca: str, usage: str, san: str) -> None:
-    _openssl(directory, "req", "-x509", *EC, "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-keyout", f"{name}.key",
-             "-out", f"{name}.crt", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:FALSE",
-             "-addext", f"extendedKeyUsage={usage}", "-addext", f"subjectAltName={san}")  # fmt: skip
+    signer = ["-CA", f"{ca}.crt", "-CAkey", f"{ca}.key"]
+    extensions = ["basicConstraints=critical,CA:FALSE", f"extendedKeyUsage={usage}", f"subjectAltName={san}"]
+    _openssl(
+        directory,
+        *[
+            "req",
+            "-x509",
+            *EC,
+            *signer,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.crt",
+            "-subj",
+            f"/CN={name}",
+        ],
+        *[arg for extension in extensions for arg in ("-addext", extension)],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +119,8 @@ def test_client_without_a_certificate_of_the_ca_is_refused(pki, tls_server, clie
     else:
         credentials = pki.files("foreign").read()
         credentials = grpc.ssl_channel_credentials(credentials.ca, credentials.key, credentials.cert)
-    with grpc.secure_channel(tls_server, credentials) as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    with grpc.secure_channel(tls_server, credentials) as channel, pytest.raises(grpc.RpcError) as refused:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -152,7 +167,11 @@ def test_unreadable_or_wrong_file_names_its_field(pki, tmp_path, field, broken, 
         "certificate": pki.path("client.crt"),
     }[broken]
     (tmp_path / "garbage.pem").write_text("not a certificate\n")
-    paths = {"ca_file": pki.path("ca.crt"), "cert_file": pki.path("client.crt"), "key_file": pki.path("client.key")}
+    paths = {
+        "ca_file": pki.path("ca.crt"),
+        "cert_file": pki.path("client.crt"),
+        "key_file": pki.path("client.key"),
+    }
     files = TlsFiles(**{**paths, field: replacement})
     with pytest.raises(ConfigError) as error:
         files.read()

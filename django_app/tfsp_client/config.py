@@ -62,7 +62,9 @@ class ClientConfig:
         if self.protocol not in PROTOCOLS:
             raise ConfigError("protocol", f"protocol must be one of {PROTOCOLS}, not {self.protocol!r}")
         if self.tls is not None and self.protocol == "rest":
-            raise ConfigError("protocol", "rest cannot be used with mutual TLS: TF Serving's REST API has no TLS")
+            raise ConfigError(
+                "protocol", "rest cannot be used with mutual TLS: TF Serving's REST API has no TLS"
+            )
         field = "targets" if self.protocol == "grpc" else "rest_targets"
         if not self.hosts:
             raise ConfigError(field, f"no TF Serving {self.protocol} targets configured")

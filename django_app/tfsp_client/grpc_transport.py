@@ -145,7 +145,9 @@ def channel_credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:
     if config.tls is None:
         return None
     pem = config.tls.read()
-    return grpc.ssl_channel_credentials(root_certificates=pem.ca, private_key=pem.key, certificate_chain=pem.cert)
+    return grpc.ssl_channel_credentials(
+        root_certificates=pem.ca, private_key=pem.key, certificate_chain=pem.cert
+    )
 
 
 class GrpcTransport(Transport):

@@ -45,7 +45,9 @@ class TlsFiles:
             return None
         for field, path in paths.items():
             if not path:
-                raise ConfigError(field, "must be set too: mutual TLS needs the CA, certificate and key files")
+                raise ConfigError(
+                    field, "must be set too: mutual TLS needs the CA, certificate and key files"
+                )
         return cls(ca_file, cert_file, key_file)
 
     def read(self) -> TlsPem:
@@ -65,4 +67,6 @@ class TlsFiles:
             if marker.encode() not in data:
                 raise ConfigError(field, f"{path} does not hold {kind}")
             contents[field] = data
-        return TlsPem(ca=contents["tls_ca_file"], cert=contents["tls_cert_file"], key=contents["tls_key_file"])
+        return TlsPem(
+            ca=contents["tls_ca_file"], cert=contents["tls_cert_file"], key=contents["tls_key_file"]
+        )
