@@ -78,10 +78,10 @@ def set_protocol(protocol: str, log_dir: Path) -> None:
     """Switch the vantage web host's client to grpc or rest, the way an operator would."""
     say(f"configuring {VANTAGE} with calculator_web_tf_serving_protocol={protocol}")
     # TF Serving's REST port has no TLS: the REST client runs with the web tier's mutual TLS off.
-    tls = "false" if protocol == "rest" else "true"
+    no_tls = ["-e", "calculator_web_tf_serving_tls_enabled=false"] if protocol == "rest" else []
     deploy.playbook(
         "playbooks/web_hosts.yml", "--limit", VANTAGE, "-e", f"calculator_web_tf_serving_protocol={protocol}",
-        "-e", f"calculator_web_tf_serving_tls_enabled={tls}", log=log_dir / f"web-{protocol}.log",
+        *no_tls, log=log_dir / f"web-{protocol}.log",
     )  # fmt: skip
 
 
