@@ -55,6 +55,7 @@ def client_config() -> ClientConfig:
         calls_per_host=settings.TFSP_TF_SERVING_CALLS_PER_HOST,
         eject_after_failures=settings.TFSP_TF_SERVING_EJECT_AFTER_FAILURES,
         ejection_seconds=settings.TFSP_TF_SERVING_EJECTION_SECONDS,
+        tls=settings.TFSP_TF_SERVING_TLS,
     )
 
 

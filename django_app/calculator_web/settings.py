@@ -8,7 +8,9 @@ Environment: DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_
 DJANGO_STATIC_ROOT, DJANGO_SECURE_SSL_REDIRECT, TFSP_TF_SERVING_TARGETS, TFSP_TF_SERVING_REST_TARGETS,
 TFSP_TF_SERVING_PROTOCOL, TFSP_MODEL_NAME, TFSP_TF_SERVING_TIMEOUT_SECONDS,
 TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS, TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS,
-TFSP_TF_SERVING_CALLS_PER_HOST, TFSP_TF_SERVING_EJECT_AFTER_FAILURES, TFSP_TF_SERVING_EJECTION_SECONDS.
+TFSP_TF_SERVING_CALLS_PER_HOST, TFSP_TF_SERVING_EJECT_AFTER_FAILURES, TFSP_TF_SERVING_EJECTION_SECONDS,
+TFSP_TF_SERVING_TLS_CA_FILE, TFSP_TF_SERVING_TLS_CERT_FILE, TFSP_TF_SERVING_TLS_KEY_FILE (mutual TLS
+on gRPC: all three or none; read and checked here, at start-up).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 from tfsp_client.config import ClientConfig, ConfigError
+from tfsp_client.tls import TlsFiles
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -146,18 +149,30 @@ TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS = env_float("TFSP_TF_SERVING_STATUS_TIMEO
 TFSP_TF_SERVING_CALLS_PER_HOST = env_int("TFSP_TF_SERVING_CALLS_PER_HOST", 16)
 TFSP_TF_SERVING_EJECT_AFTER_FAILURES = env_int("TFSP_TF_SERVING_EJECT_AFTER_FAILURES", 2)
 TFSP_TF_SERVING_EJECTION_SECONDS = env_float("TFSP_TF_SERVING_EJECTION_SECONDS", 2.0)
-# The client's own checks (host:port syntax, duplicates), reported under the variable's name.
+# The client's own checks (host:port syntax, duplicates, TLS files readable and PEM), reported under
+# the variable's name.
 _CONFIG_FIELD_VARIABLES = {
     "targets": "TFSP_TF_SERVING_TARGETS",
     "rest_targets": "TFSP_TF_SERVING_REST_TARGETS",
     "protocol": "TFSP_TF_SERVING_PROTOCOL",
+    "tls_ca_file": "TFSP_TF_SERVING_TLS_CA_FILE",
+    "tls_cert_file": "TFSP_TF_SERVING_TLS_CERT_FILE",
+    "tls_key_file": "TFSP_TF_SERVING_TLS_KEY_FILE",
 }
 try:
+    TFSP_TF_SERVING_TLS = TlsFiles.from_paths(
+        os.environ.get("TFSP_TF_SERVING_TLS_CA_FILE", "").strip(),
+        os.environ.get("TFSP_TF_SERVING_TLS_CERT_FILE", "").strip(),
+        os.environ.get("TFSP_TF_SERVING_TLS_KEY_FILE", "").strip(),
+    )
     ClientConfig(
         targets=tuple(TFSP_TF_SERVING_TARGETS),
         rest_targets=tuple(TFSP_TF_SERVING_REST_TARGETS),
         protocol=TFSP_TF_SERVING_PROTOCOL,
+        tls=TFSP_TF_SERVING_TLS,
     )
+    if TFSP_TF_SERVING_TLS is not None:
+        TFSP_TF_SERVING_TLS.read()
 except ConfigError as _error:
     _variable = _CONFIG_FIELD_VARIABLES.get(_error.field, _error.field)
     raise ImproperlyConfigured(f"{_variable}: {_error}") from None

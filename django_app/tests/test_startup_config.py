@@ -64,6 +64,27 @@ def test_good_settings_start():
             "TFSP_TF_SERVING_EJECT_AFTER_FAILURES must be a whole number of at least 1",
         ),
         (
+            {
+                "TFSP_TF_SERVING_TLS_CA_FILE": "/nonexistent/ca.crt",
+                "TFSP_TF_SERVING_TLS_CERT_FILE": "/nonexistent/client.crt",
+                "TFSP_TF_SERVING_TLS_KEY_FILE": "/nonexistent/client.key",
+            },
+            "TFSP_TF_SERVING_TLS_CA_FILE: cannot read /nonexistent/ca.crt: No such file or directory",
+        ),
+        (
+            {"TFSP_TF_SERVING_TLS_CA_FILE": "/etc/ca.crt", "TFSP_TF_SERVING_TLS_KEY_FILE": "/etc/client.key"},
+            "TFSP_TF_SERVING_TLS_CERT_FILE: must be set too",
+        ),
+        (
+            {
+                "TFSP_TF_SERVING_PROTOCOL": "rest",
+                "TFSP_TF_SERVING_TLS_CA_FILE": "/etc/ca.crt",
+                "TFSP_TF_SERVING_TLS_CERT_FILE": "/etc/client.crt",
+                "TFSP_TF_SERVING_TLS_KEY_FILE": "/etc/client.key",
+            },
+            "TFSP_TF_SERVING_PROTOCOL: rest cannot be used with mutual TLS",
+        ),
+        (
             {"TFSP_TF_SERVING_TARGETS": "127.0.0.1:8500,tf-serving-misspelt.invalid:8500"},
             "TFSP_TF_SERVING_TARGETS: tf-serving-misspelt.invalid does not resolve",
         ),

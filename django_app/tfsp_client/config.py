@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tfsp_client.tls import TlsFiles
 
 PROTOCOLS = ("grpc", "rest")
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -35,7 +39,8 @@ class ClientConfig:
     A host that fails ``eject_after_failures`` times in a row is left out for ``ejection_seconds``
     (doubling while it stays sick, up to ``max_ejection_seconds``) and comes back when a probe
     answers within ``probe_timeout_seconds``. ``status_timeout_seconds`` bounds each host's answer
-    to a status query (/readyz, /status).
+    to a status query (/readyz, /status). ``tls`` (``tfsp_client.tls.TlsFiles``): gRPC over mutual
+    TLS with those files; None for plain gRPC. REST has no TLS in TF Serving, so not with ``rest``.
     """
 
     targets: tuple[str, ...]
@@ -51,10 +56,15 @@ class ClientConfig:
     probe_timeout_seconds: float = 0.25
     status_timeout_seconds: float = 0.5
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ConfigError("protocol", f"protocol must be one of {PROTOCOLS}, not {self.protocol!r}")
+        if self.tls is not None and self.protocol == "rest":
+            raise ConfigError(
+                "protocol", "rest cannot be used with mutual TLS: TF Serving's REST API has no TLS"
+            )
         field = "targets" if self.protocol == "grpc" else "rest_targets"
         if not self.hosts:
             raise ConfigError(field, f"no TF Serving {self.protocol} targets configured")

@@ -137,13 +137,32 @@ def _version(spec: model_pb2.ModelSpec) -> int | None:
     return spec.version.value if spec.HasField("version") else None
 
 
+def channel_credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:
+    """Mutual TLS credentials from ``config.tls``: trust its CA only, present its certificate.
+
+    None for plain gRPC. The server's certificate must name the host as the target gives it.
+    """
+    if config.tls is None:
+        return None
+    pem = config.tls.read()
+    return grpc.ssl_channel_credentials(
+        root_certificates=pem.ca, private_key=pem.key, certificate_chain=pem.cert
+    )
+
+
 class GrpcTransport(Transport):
-    """One insecure channel per host, created once and shared by all threads."""
+    """One channel per host (mutual TLS when configured), created once and shared by all threads."""
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         options = channel_options(config)
-        self._channels = {host: grpc.insecure_channel(host, options=options) for host in config.targets}
+        credentials = channel_credentials(config)
+        self._channels = {
+            host: grpc.secure_channel(host, credentials, options=options)
+            if credentials is not None
+            else grpc.insecure_channel(host, options=options)
+            for host in config.targets
+        }
         self._prediction = {
             h: prediction_service_pb2_grpc.PredictionServiceStub(c) for h, c in self._channels.items()
         }

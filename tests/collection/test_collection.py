@@ -180,6 +180,7 @@ def shared_defaults(stack: dict) -> dict[str, dict]:
             "calculator_web_static_root": static,
             "calculator_web_tf_serving_grpc_port": grpc,
             "calculator_web_tf_serving_rest_port": rest,
+            "calculator_web_tf_serving_tls_enabled": stack["stack_tls_enabled"],
         },
         "nginx": {"nginx_upstream_servers": [f"unix:{socket}"], "nginx_static_root": static},
         # No nvidia_gpu fact (an empty facts directory): every role takes it for a CPU host.
@@ -187,7 +188,10 @@ def shared_defaults(stack: dict) -> dict[str, dict]:
             "tf_serving_grpc_port": grpc,
             "tf_serving_rest_port": rest,
             "tf_serving_gpu_present": False,
+            "tf_serving_tls_enabled": stack["stack_tls_enabled"],
         },
+        # An inventory given as a host list has no directory: the CA's directory is "default".
+        "tls_pki": {"tls_pki_dir": str(Path.home() / ".local/share/tfsp/pki/default")},
         "firewall": {
             "firewall_tf_serving_ports": [grpc, rest],
             "firewall_tf_serving_monitoring_ports": [rest],

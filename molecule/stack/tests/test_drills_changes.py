@@ -7,6 +7,11 @@ host (playbooks/vars/waves.yml); the time of each run is written to
 build/drill-results/changes.json (per run and per serving host) for the fleet arithmetic in
 roles/tf_serving/README.md.
 
+Certificate renewal (mutual TLS between the tiers) adds no playbook run: the batching drill's
+gpu_hosts.yml run and the gunicorn drill's web_hosts.yml run also renew every certificate of their
+tier (tls_pki_renew_days above the certificates' validity), so a renewal rolls through the serving
+tier (drained restarts, in waves) and the web tier (graceful gunicorn reloads) under the same load.
+
 Order (the stack as the earlier tests left it): batching switched on and an image change through
 gpu_hosts.yml (one direction each: going back is the same change, and would cost CI another
 run), a gunicorn worker change through web_hosts.yml, a failed rollout of a corrupted version followed
@@ -40,6 +45,12 @@ GARBAGE = b"not a SavedModel protocol buffer\n"
 #: Between a client's requests: about 40 requests/s in all, enough to see any gap, and CPU left for
 #: the playbooks on this two-core machine.
 PACE = 0.05
+#: Renews every certificate a run issues (above tls_pki_valid_days): a forced renewal.
+RENEW_ALL = "tls_pki_renew_days=100000"
+
+
+def _checksums(host, names, path: str) -> dict[str, str]:
+    return {name: host(name).file(path).sha256sum for name in names}
 
 
 def _playbook(inventory_file: str, playbook: str, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -125,20 +136,31 @@ def test_bad_rollout_request_stops_before_any_host(inventory_file):
     assert "PLAY [Roll out a model version]" not in result.stdout
 
 
-def test_batching_toggle_through_gpu_hosts_drops_nothing(inventory_file, host, site_urls):
+def test_batching_toggle_and_certificate_renewal_through_gpu_hosts_drop_nothing(
+    inventory_file, host, site_urls
+):
     before = {name: _container(host, name)["State"]["StartedAt"] for name in SERVING_HOSTS}
     assert not any("--enable_batching=true" in _container(host, name)["Args"] for name in SERVING_HOSTS)
+    ssl_config = "/etc/tf-serving/ssl.config"
+    certificates = _checksums(host, SERVING_HOSTS, ssl_config)
     runs = {}
     with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
         on, runs["batching_on"] = _playbook(
-            inventory_file, "playbooks/gpu_hosts.yml", "-e", "tf_serving_batching_enabled=true"
+            inventory_file,
+            "playbooks/gpu_hosts.yml",
+            "-e",
+            "tf_serving_batching_enabled=true",
+            "-e",
+            RENEW_ALL,
         )
         _ok(on)
     _record("batching_toggle", **_figures(load, runs, len(SERVING_HOSTS)))
+    renewed = _checksums(host, SERVING_HOSTS, ssl_config)
     for name in SERVING_HOSTS:
         container = _container(host, name)
         assert "--enable_batching=true" in container["Args"], name
         assert container["State"]["StartedAt"] != before[name], f"{name}: TF Serving was not restarted"
+        assert renewed[name] != certificates[name], f"{name}: the server's certificate was not renewed"
     _assert_clean(load)
 
 
@@ -159,18 +181,29 @@ def test_serving_image_change_drops_nothing(inventory_file, host, site_urls):
     _assert_clean(load)
 
 
-def test_gunicorn_worker_change_through_web_hosts_drops_nothing(inventory_file, host, site_urls):
+def test_gunicorn_worker_change_and_certificate_renewal_through_web_hosts_drop_nothing(
+    inventory_file, host, site_urls
+):
     config = "/etc/calculator-web/gunicorn.conf.py"
+    client_key = "/etc/calculator-web/tls/client.key"
+    keys = _checksums(host, WEB_HOSTS, client_key)
     runs = {}
     with LoadLoop(sites=site_urls, clients_per_site=2, pace_seconds=PACE) as load:
         fewer, runs["two_workers"] = _playbook(
-            inventory_file, "playbooks/web_hosts.yml", "-e", "calculator_web_gunicorn_workers=2"
+            inventory_file,
+            "playbooks/web_hosts.yml",
+            "-e",
+            "calculator_web_gunicorn_workers=2",
+            "-e",
+            RENEW_ALL,
         )
         _ok(fewer)
         changed = {name: host(name).file(config).content_string for name in WEB_HOSTS}
     _record("gunicorn_workers", **_figures(load, runs, len(WEB_HOSTS)))
+    renewed = _checksums(host, WEB_HOSTS, client_key)
     for name, text in changed.items():
         assert "workers = 2\n" in text, name
+        assert renewed[name] != keys[name], f"{name}: the client key and certificate were not renewed"
     _assert_clean(load)
 
 

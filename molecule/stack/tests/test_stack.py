@@ -228,3 +228,35 @@ def test_only_web_hosts_reach_tf_serving(port, target):
     assert _host("stack-outsider").run(f"getent hosts {target}").rc == 0
     assert _reaches("stack-outsider", "stack-web1", 443), "stack-outsider cannot reach stack-web1:443"
     assert not _reaches("stack-outsider", target, port), f"stack-outsider reached {target}:{port}"
+
+
+# Run on a web host with the app's own Python (grpcio and TF Serving's protos, no TensorFlow): one
+# GetModelStatus over TLS to a serving host, trusting the CA, with or without the host's client
+# certificate. Prints OK or REFUSED and the gRPC status.
+_GRPC_CALL = """
+import sys, grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+tls = "/etc/calculator-web/tls/"
+read = lambda name: open(tls + name, "rb").read()
+pair = (read("client.key"), read("client.crt")) if sys.argv[2] == "cert" else (None, None)
+channel = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials(read("ca.crt"), *pair))
+request = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "calculator"})
+try:
+    model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+except grpc.RpcError as error:
+    print("REFUSED", error.code().name)
+else:
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("target", SERVING_HOSTS)
+def test_tf_serving_serves_only_web_hosts_presenting_their_certificate(target):
+    web = _host(WEB_HOSTS[0])
+    script = "/tmp/grpc_call.py"  # a test host's scratch file
+    web.run(f"cat > {script} <<'EOF'\n{_GRPC_CALL}\nEOF")
+    python = "/opt/calculator-web/venv/bin/python"
+    with_cert = web.run(f"{python} {script} {target}:8500 cert")
+    without = web.run(f"{python} {script} {target}:8500 none")
+    assert with_cert.stdout.strip() == "OK", with_cert.stdout + with_cert.stderr
+    assert without.stdout.strip() == "REFUSED UNAVAILABLE", without.stdout + without.stderr

@@ -124,6 +124,30 @@ def test_secret_not_in_ansible_output(secret_key):
     assert secret_key not in log
 
 
+TLS_DIR = "/etc/calculator-web/tls"
+
+
+def test_client_key_is_the_app_users_only(host):
+    key = host.file(f"{TLS_DIR}/client.key")
+    assert (key.user, key.group, key.mode) == ("calculator-web", "calculator-web", 0o600)
+    assert host.file(f"{TLS_DIR}/client.crt").mode == 0o644
+    assert host.run(f"runuser -u calculator-web -- test -r {TLS_DIR}/client.key").rc == 0
+    assert host.run(f"runuser -u www-data -- test -r {TLS_DIR}/client.key").rc != 0
+    env = host.file("/etc/calculator-web/env").content_string
+    assert f'TFSP_TF_SERVING_TLS_KEY_FILE="{TLS_DIR}/client.key"' in env
+
+
+def test_client_key_matches_the_controllers_and_never_appears_in_ansible_output(host):
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    key = (ephemeral / "pki" / "hosts" / f"{host.backend.get_hostname()}.client.key").read_text()
+    assert host.file(f"{TLS_DIR}/client.key").content_string == key
+    body = [line for line in key.splitlines() if not line.startswith("-----")]
+    log = (ephemeral / "ansible.log").read_text(errors="replace")
+    assert "Ship this host's private key" in log
+    assert body
+    assert not any(line in log for line in body)
+
+
 VENV = "/opt/calculator-web/venv"
 
 

@@ -21,6 +21,8 @@ MODEL_BASE = "/srv/tf-serving/models"
 # The controller-side source the role shipped the versions from (1, 2 and 4
 # are copies of the export; 3 and 5 are corrupted ones).
 SOURCE = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models/calculator"
+# The scenario's CA and keys (tls_pki_dir); the client certificate is made below, once.
+PKI = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki"
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,33 @@ def address(host):
 
 
 @pytest.fixture(scope="module")
-def channel(address):
-    with grpc.insecure_channel(f"{address}:8500") as grpc_channel:
+def client_pem():
+    """A client certificate of the scenario's CA, issued here with its key (as tls_pki issues them)."""
+    import subprocess
+
+    if not (PKI / "test-client.crt").exists():
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "1", "-CA", "ca.crt", "-CAkey", "ca.key", "-keyout", "test-client.key",
+             "-out", "test-client.crt", "-subj", "/CN=test-client", "-addext", "extendedKeyUsage=clientAuth"],
+            cwd=PKI, check=True, capture_output=True,
+        )  # fmt: skip
+    return {name: (PKI / f"{name}").read_bytes() for name in ("ca.crt", "test-client.key", "test-client.crt")}
+
+
+@pytest.fixture(scope="module")
+def channel(address, client_pem):
+    """gRPC over mutual TLS: the server's certificate names its address; the client presents its own."""
+    credentials = grpc.ssl_channel_credentials(
+        client_pem["ca.crt"], client_pem["test-client.key"], client_pem["test-client.crt"]
+    )
+    with grpc.secure_channel(f"{address}:8500", credentials) as grpc_channel:
         yield grpc_channel
+
+
+def _model_status(channel) -> None:
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "calculator"})
+    model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +398,33 @@ def test_after_the_crash_at_start_up_docker_restarted_it_into_version_4(containe
 def test_server_offers_the_grpc_health_service_and_drains_on_stop(container):
     assert "--enable_grpc_healthcheck_service=true" in container["Args"]
     assert container["Config"]["StopTimeout"] == 30
+
+
+def test_grpc_serves_only_clients_with_a_certificate_of_the_ca(address, channel, client_pem):
+    _model_status(channel)  # with the certificate: served
+    without = grpc.ssl_channel_credentials(client_pem["ca.crt"])
+    for refused in (
+        grpc.secure_channel(f"{address}:8500", without),
+        grpc.insecure_channel(f"{address}:8500"),
+    ):
+        with refused, pytest.raises(grpc.RpcError) as error:
+            _model_status(refused)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_server_reads_the_ssl_config_readable_by_root_only(host, container):
+    assert "--ssl_config_file=/etc/tf-serving/ssl.config" in container["Args"]
+    ssl_config = host.file("/etc/tf-serving/ssl.config")
+    # The scenario keeps the image's user (root): root's file, 0600. With the
+    # default user 65534:65534 it is root:65534 0640 (README, "Mutual TLS").
+    assert (ssl_config.user, ssl_config.group, ssl_config.mode) == ("root", "root", 0o600)
+    assert "client_verify: true" in ssl_config.content_string
+    assert "PRIVATE KEY" in ssl_config.content_string
+
+
+def test_controller_keys_are_the_controller_users_only():
+    keys = [PKI / "ca.key", *sorted((PKI / "hosts").glob("*.key"))]
+    assert any(key.name.endswith(".server.key") for key in keys), keys
+    for key in keys:
+        assert key.stat().st_mode & 0o777 == 0o600, key
+    assert PKI.stat().st_mode & 0o777 == 0o700
