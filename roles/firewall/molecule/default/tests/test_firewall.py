@@ -1,7 +1,8 @@
 """Who can reach whom once the firewall is in place, observed from the hosts themselves.
 
 Every host runs a dual-stack listener on 22, 80, 443, 8500, 8501, 9090 and 9100
-(see prepare.yml), so a failed connection means the firewall dropped it. The
+(see prepare.yml; the serving host's 8500 is a container's, below), so a failed
+connection means the firewall dropped it. The
 scenario's network carries IPv6, and connections go to the target's literal
 address of the family under test, so an IPv4 test never passes over IPv6 or
 the other way round.
@@ -11,10 +12,10 @@ allowed port of the same target over the same family (`_refused`), so a host
 that is down or a broken IPv6 path cannot pass for the firewall.
 
 The serving host also runs a Docker engine, started after the firewall (converge.yml,
-the order of playbooks/gpu_hosts.yml), with a container published on 8500 by DNAT
-alone (no userland proxy): over IPv4, 8500 on the serving host is the forward path
-to that container; over IPv6 (Docker's network has none) it is the host's own
-listener, the input path. The tests also route straight to the container's address
+the order of playbooks/gpu_hosts.yml), with a container published on 8500 (the host
+has no listener of its own there): over IPv4, 8500 on the serving host is DNAT-ed to
+that container, the forward path; over IPv6 (Docker's network has none) it is
+Docker's userland proxy on the host, the input path. The tests also route straight to the container's address
 on Docker's bridge (the bridge path), and reload and restart the firewall under a
 running Docker.
 
@@ -221,8 +222,8 @@ def _container_address() -> str:
 
 
 def test_published_port_reaches_the_container_from_the_web_host():
-    """IPv4 to 8500 is DNAT-ed to the container (its page answers, not the host's listener): the
-    forward path, open to the web host; the outsider's refusal is test_outsider_cannot_reach_tf_serving."""
+    """IPv4 to 8500 is DNAT-ed to the container (its page answers): the forward path, open to the
+    web host; the outsider's refusal is also test_outsider_cannot_reach_tf_serving."""
     assert _whoami(WEB, _address(GPU)) == CONTAINER
     assert _whoami(OUTSIDER, _address(GPU)) == ""
     assert _reaches(OUTSIDER, GPU, 22)
