@@ -174,6 +174,10 @@ def shared_defaults(stack: dict) -> dict[str, dict]:
     """Each role's variables that default to a value of the stack role, and what they should resolve to."""
     grpc, rest = stack["stack_tf_serving_grpc_port"], stack["stack_tf_serving_rest_port"]
     socket, static = stack["stack_web_socket_path"], stack["stack_web_static_root"]
+    metrics_path, model_base = stack["stack_tf_serving_metrics_path"], stack["stack_tf_serving_model_base"]
+    node, nginx_exporter = stack["stack_node_exporter_port"], stack["stack_nginx_exporter_port"]
+    web_metrics, dcgm = stack["stack_web_metrics_port"], stack["stack_dcgm_exporter_port"]
+    stub_status = stack["stack_nginx_stub_status_listen"]
     return {
         "calculator_web": {
             "calculator_web_socket_path": socket,
@@ -182,21 +186,39 @@ def shared_defaults(stack: dict) -> dict[str, dict]:
             "calculator_web_tf_serving_rest_port": rest,
             "calculator_web_tf_serving_tls_enabled": stack["stack_tls_enabled"],
         },
-        "nginx": {"nginx_upstream_servers": [f"unix:{socket}"], "nginx_static_root": static},
+        "nginx": {
+            "nginx_upstream_servers": [f"unix:{socket}"],
+            "nginx_static_root": static,
+            "nginx_metrics_port": web_metrics,
+            "nginx_stub_status_listen": stub_status,
+        },
         # No nvidia_gpu fact (an empty facts directory): every role takes it for a CPU host.
         "tf_serving": {
             "tf_serving_grpc_port": grpc,
             "tf_serving_rest_port": rest,
             "tf_serving_gpu_present": False,
             "tf_serving_tls_enabled": stack["stack_tls_enabled"],
+            "tf_serving_monitoring_path": metrics_path,
+            "tf_serving_model_base": model_base,
         },
         # An inventory given as a host list has no directory: the CA's directory is "default".
         "tls_pki": {"tls_pki_dir": str(Path.home() / ".local/share/tfsp/pki/default")},
         "firewall": {
             "firewall_tf_serving_ports": [grpc, rest],
             "firewall_tf_serving_monitoring_ports": [rest],
+            "firewall_exporter_ports": [node, nginx_exporter, web_metrics, dcgm],
         },
-        "monitoring": {"monitoring_tf_serving_rest_port": rest, "monitoring_dcgm_gpu_present": False},
+        "monitoring": {
+            "monitoring_tf_serving_rest_port": rest,
+            "monitoring_dcgm_gpu_present": False,
+            "monitoring_tf_serving_metrics_path": metrics_path,
+            "monitoring_model_directory": model_base,
+            "monitoring_node_exporter_port": node,
+            "monitoring_nginx_exporter_port": nginx_exporter,
+            "monitoring_dcgm_exporter_port": dcgm,
+            "monitoring_web_metrics_port": web_metrics,
+            "monitoring_nginx_stub_status_url": f"http://{stub_status}/stub_status",
+        },
         "container_runtime": {"container_runtime_gpu_present": False},
     }
 

@@ -1,7 +1,8 @@
 """Who can reach whom once the firewall is in place, observed from the hosts themselves.
 
 Every host runs a dual-stack listener on 22, 80, 443, 8500, 8501, 9090 and 9100
-(see prepare.yml), so a failed connection means the firewall dropped it. The
+(see prepare.yml; the serving host's 8500 is a container's, below), so a failed
+connection means the firewall dropped it. The
 scenario's network carries IPv6, and connections go to the target's literal
 address of the family under test, so an IPv4 test never passes over IPv6 or
 the other way round.
@@ -9,6 +10,14 @@ the other way round.
 A refusal only counts after a positive control: the same client reaches an
 allowed port of the same target over the same family (`_refused`), so a host
 that is down or a broken IPv6 path cannot pass for the firewall.
+
+The serving host also runs a Docker engine, started after the firewall (converge.yml,
+the order of playbooks/gpu_hosts.yml), with a container published on 8500 (the host
+has no listener of its own there): over IPv4, 8500 on the serving host is DNAT-ed to
+that container, the forward path; over IPv6 (Docker's network has none) it is
+Docker's userland proxy on the host, the input path. The tests also route straight to the container's address
+on Docker's bridge (the bridge path), and reload and restart the firewall under a
+running Docker.
 
 Not exercised with packets: the IPv6 side of the forward chain (Docker-published
 ports, see the role README) and the monitoring hosts' IPv6 rules (the role derives
@@ -54,11 +63,15 @@ def _address(name: str, family: int = 4) -> str:
     return facts[f"ansible_default_ipv{family}"]["address"]
 
 
-def _probe(source: str, target: str, family: int, *ports: int) -> int:
+def _probe_address(source: str, address: str, *ports: int) -> int:
     args = " ".join(str(port) for port in ports)
-    result = _host(source).run(f"python3 -c %s %s {args}", PROBE, _address(target, family))
+    result = _host(source).run(f"python3 -c %s %s {args}", PROBE, address)
     assert result.rc == 0 or 10 <= result.rc < 10 + len(ports), result.stderr
     return result.rc
+
+
+def _probe(source: str, target: str, family: int, *ports: int) -> int:
+    return _probe_address(source, _address(target, family), *ports)
 
 
 def _reaches(source: str, target: str, port: int, family: int = 4) -> bool:
@@ -178,3 +191,87 @@ def test_monitoring_host_reaches_tf_serving_rest_only():
 
 def test_prometheus_closed_without_operator_sources():
     assert _refused(OUTSIDER, MONITORING, 9090)
+
+
+# ---- Docker on the serving host (started after the firewall) ----
+
+CONTAINER = "tfsp-fw-target"
+# Prints the body of http://<address>:<port>/whoami, or nothing when no answer.
+WHOAMI = """
+import sys, urllib.request
+try:
+    url = f"http://{sys.argv[1]}:{sys.argv[2]}/whoami"
+    print(urllib.request.urlopen(url, timeout=5).read().decode().strip())
+except OSError:
+    pass
+"""
+
+
+def _whoami(source: str, address: str, port: int = 8500) -> str:
+    return _host(source).run("python3 -c %s %s %s", WHOAMI, address, str(port)).stdout.strip()
+
+
+def _docker(command: str) -> str:
+    result = _host(GPU).run(f"docker {command}")
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _container_address() -> str:
+    return _docker("inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' " + CONTAINER)
+
+
+def test_published_port_reaches_the_container_from_the_web_host():
+    """IPv4 to 8500 is DNAT-ed to the container (its page answers): the forward path, open to the
+    web host; the outsider's refusal is also test_outsider_cannot_reach_tf_serving."""
+    assert _whoami(WEB, _address(GPU)) == CONTAINER
+    assert _whoami(OUTSIDER, _address(GPU)) == ""
+    assert _reaches(OUTSIDER, GPU, 22)
+
+
+def test_bridge_path_closed():
+    """A host that routes Docker's bridge network via the serving host cannot reach the container's
+    own address (no DNAT), although Docker's rules accept it: the control, the same probe with an
+    accept rule put ahead of the firewall's drop, gets through."""
+    container = _container_address()
+    subnet = _docker("network inspect bridge -f '{{(index .IPAM.Config 0).Subnet}}'")
+    assert container
+    assert subnet
+    gpu, outsider = _host(GPU), _host(OUTSIDER)
+    route = outsider.run(f"ip route replace {subnet} via {_address(GPU)}")
+    assert route.rc == 0, route.stderr
+    try:
+        assert _probe_address(OUTSIDER, container, 8500) == 10
+        control = gpu.run(f"nft insert rule inet tfsp_filter forward ip daddr {container} accept")
+        assert control.rc == 0, control.stderr
+        assert _whoami(OUTSIDER, container) == CONTAINER, "control: Docker refused the bridge path itself"
+    finally:
+        reload = gpu.run("systemctl reload nftables")
+        outsider.run(f"ip route del {subnet}")
+    assert reload.rc == 0, reload.stderr
+    assert f"ip daddr {container} accept" not in gpu.run("nft list chain inet tfsp_filter forward").stdout
+
+
+def test_containers_on_the_bridge_reach_each_other():
+    """The bridge rule leaves container-to-container traffic on the same bridge alone."""
+    container = _container_address()
+    result = _host(GPU).run(
+        f"docker run --rm --entrypoint /bin/busybox tfsp/fw-target wget -q -T 5 -O - http://{container}:8500/whoami"
+    )
+    assert result.stdout.strip() == CONTAINER, result.stderr
+
+
+@pytest.mark.parametrize("action", ["reload", "restart"])
+def test_firewall_reload_keeps_dockers_rules(action):
+    """Reloading or restarting nftables replaces only the role's table: Docker's NAT rules stay, the
+    published port still reaches the container from the web host and is still refused to the outsider."""
+    gpu = _host(GPU)
+    result = gpu.run(f"systemctl {action} nftables")
+    assert result.rc == 0, result.stderr
+    container = _container_address()
+    nat = gpu.run("iptables -t nat -S DOCKER")
+    assert nat.rc == 0, nat.stderr
+    assert f"--to-destination {container}:8500" in nat.stdout
+    assert gpu.run("nft list table inet tfsp_filter").rc == 0
+    assert _whoami(WEB, _address(GPU)) == CONTAINER
+    assert _refused(OUTSIDER, GPU, 8500)
