@@ -12,10 +12,10 @@ allowed port of the same target over the same family (`_refused`), so a host
 that is down or a broken IPv6 path cannot pass for the firewall.
 
 The serving host also runs a Docker engine, started after the firewall (converge.yml,
-the order of playbooks/gpu_hosts.yml), with a container published on 8500 (the host
-has no listener of its own there): over IPv4, 8500 on the serving host is DNAT-ed to
-that container, the forward path; over IPv6 (Docker's network has none) it is
-Docker's userland proxy on the host, the input path. The tests also route straight to the container's address
+the order of playbooks/gpu_hosts.yml), with a container published on 8500 over IPv4
+only, as the tf_serving role publishes on one IPv4 address (the host has no listener
+of its own there): 8500 on the serving host is DNAT-ed to that container, the forward path; over IPv6 nothing
+listens on 8500. The tests also route straight to the container's address
 on Docker's bridge (the bridge path), and reload and restart the firewall under a
 running Docker.
 
@@ -95,9 +95,9 @@ def test_network_carries_both_families():
     assert _reaches(GPU, OUTSIDER, 8500, 6)
 
 
-@pytest.mark.parametrize("family", [4, 6])
-@pytest.mark.parametrize("port", [8500, 8501])
+@pytest.mark.parametrize(("port", "family"), [(8500, 4), (8501, 4), (8501, 6)])
 def test_web_host_reaches_tf_serving(port, family):
+    # 8500 is the container's, published over IPv4 only (see the module's docstring).
     assert _reaches(WEB, GPU, port, family)
 
 
@@ -250,15 +250,6 @@ def test_bridge_path_closed():
         outsider.run(f"ip route del {subnet}")
     assert reload.rc == 0, reload.stderr
     assert f"ip daddr {container} accept" not in gpu.run("nft list chain inet tfsp_filter forward").stdout
-
-
-def test_containers_on_the_bridge_reach_each_other():
-    """The bridge rule leaves container-to-container traffic on the same bridge alone."""
-    container = _container_address()
-    result = _host(GPU).run(
-        f"docker run --rm --entrypoint /bin/busybox tfsp/fw-target wget -q -T 5 -O - http://{container}:8500/whoami"
-    )
-    assert result.stdout.strip() == CONTAINER, result.stderr
 
 
 @pytest.mark.parametrize("action", ["reload", "restart"])
