@@ -85,6 +85,29 @@ def set_protocol(protocol: str, log_dir: Path) -> None:
     )  # fmt: skip
 
 
+def set_plaintext(plaintext: bool, log_dir: Path) -> None:
+    """Turn the stack's mutual TLS off for the measurements, and back to the inventory's setting after.
+
+    h2load, the direct gRPC load generator, presents no client certificate, and TF Serving with
+    client_verify serves only the web hosts': so every path is measured in plaintext, as in the
+    README's earlier runs, and the figures stay comparable. Switched as an operator would in a
+    maintenance window: serving hosts, then web hosts, each tier in one wave (calls fail between
+    the two; no measurement runs then).
+    """
+    settings: dict = {
+        "tf_serving_waves": ["100%"],
+        "web_hosts_waves": ["100%"],
+        "waves_allow_whole_tier": True,
+    }
+    if plaintext:
+        settings["stack_tls_enabled"] = False
+    state = "off" if plaintext else "back to the inventory's setting"
+    say(f"turning the stack's mutual TLS {state} (serving hosts, then web hosts, one wave each)")
+    for book in ("playbooks/gpu_hosts.yml", "playbooks/web_hosts.yml"):
+        log = log_dir / f"tls-{'off' if plaintext else 'restore'}-{Path(book).stem}.log"
+        deploy.playbook(book, "-e", json.dumps(settings), log=log)
+
+
 def api_answer(load: LoadContainer) -> dict:
     body = load.http_call(API_URL, "predict-api.json", API_HOST)
     if payloads.django_api_answer(body) != payloads.EXPECTED:
@@ -129,6 +152,29 @@ def measure(
         )
         out.append(result)
     return out
+
+
+def measure_all(args, log_dir: Path, results: list[LoadResult], direct, rest, web_grpc, web_rest) -> None:
+    """Every path at every level, into `results` (the stack in plaintext, see set_plaintext)."""
+    with LoadContainer(VANTAGE) as load:
+        _, version, answer_bytes = load.grpc_call(f"http://{DIRECT_HOST}:8500")
+        say(f"gRPC Predict verified: 3 + 4 = 7 from version {version} ({answer_bytes}-byte answer)")
+        if payloads.rest_predict_answer(load.http_call(rest.url, "predict-rest.json")) != payloads.EXPECTED:
+            raise BenchError("the direct REST predict did not answer 7")
+        wait_protocol(load, "grpc")
+        # Level by level, so the paths compared at one level are measured minutes apart at most.
+        for c in args.levels:
+            for target in (direct, rest, web_grpc):
+                if target.key in args.paths:
+                    results += measure(load, target, [c], args, answer_bytes)
+        if web_rest.key in args.paths:
+            set_protocol("rest", log_dir)
+            try:
+                wait_protocol(load, "rest")
+                results += measure(load, web_rest, args.levels, args, answer_bytes)
+            finally:
+                set_protocol("grpc", log_dir)
+            wait_protocol(load, "grpc")
 
 
 def versions_available(load: LoadContainer):
@@ -190,25 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     web_grpc = Target("django_grpc", report.LABELS["django_grpc"], API_URL)
     web_rest = Target("django_rest", report.LABELS["django_rest"], API_URL)
+    set_plaintext(True, log_dir)
+    try:
+        measure_all(args, log_dir, results, direct, rest, web_grpc, web_rest)
+    finally:
+        set_plaintext(False, log_dir)
     with LoadContainer(VANTAGE) as load:
-        _, version, answer_bytes = load.grpc_call(f"http://{DIRECT_HOST}:8500")
-        say(f"gRPC Predict verified: 3 + 4 = 7 from version {version} ({answer_bytes}-byte answer)")
-        if payloads.rest_predict_answer(load.http_call(rest.url, "predict-rest.json")) != payloads.EXPECTED:
-            raise BenchError("the direct REST predict did not answer 7")
         wait_protocol(load, "grpc")
-        # Level by level, so the paths compared at one level are measured minutes apart at most.
-        for c in args.levels:
-            for target in (direct, rest, web_grpc):
-                if target.key in args.paths:
-                    results += measure(load, target, [c], args, answer_bytes)
-        if web_rest.key in args.paths:
-            set_protocol("rest", log_dir)
-            try:
-                wait_protocol(load, "rest")
-                results += measure(load, web_rest, args.levels, args, answer_bytes)
-            finally:
-                set_protocol("grpc", log_dir)
-            wait_protocol(load, "grpc")
         # The order of the table: by path, then concurrency.
         order = list(report.LABELS)
         results.sort(key=lambda r: (order.index(r.target), r.concurrency))

@@ -84,6 +84,8 @@ def markdown(data: dict, results: list[LoadResult]) -> str:
         f"Load: wrk (HTTP) and h2load (gRPC over HTTP/2), closed loop, {data['seconds']} s per run after a",
         f"{data['warmup_seconds']} s warm-up, from web host {data['vantage']}'s network namespace.",
         "Every request is `add 3 4`; answers were verified before the runs. Latency in ms.",
+        "The stack's mutual TLS is off during the runs (h2load has no client certificate), so every",
+        "path is plaintext gRPC or HTTP behind nginx's TLS, as in earlier runs.",
         "",
         "| path | concurrency | p50 | p90 | p99 | mean | throughput (req/s) | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
