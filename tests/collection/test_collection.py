@@ -88,7 +88,9 @@ def test_tarball_holds_only_the_collection(installed) -> None:
     with tarfile.open(tarball) as archive:
         names = archive.getnames()
     top = {name.split("/", 1)[0] for name in names}
-    assert top == {"CHANGELOG.md", "FILES.json", "MANIFEST.json", "README.md", "meta", "plugins", "roles"}
+    metadata = {"CHANGELOG.md", "FILES.json", "LICENSE", "MANIFEST.json", "README.md"}
+    expected = metadata | {"meta", "plugins", "roles"}
+    assert top == expected
     assert "plugins/filter/tf_serving_versions.py" in names
     assert "plugins/filter/monitoring.py" in names
     assert "plugins/filter/nvidia_gpu.py" in names
