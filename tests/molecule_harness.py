@@ -82,6 +82,18 @@ def allowed_skips(scenario_key: str, root: Path = REPO_ROOT) -> dict[str, str]:
     return dict((load_matrix(root).get("allowed_skips") or {}).get(scenario_key) or {})
 
 
+MESSAGE_LIMIT = 1500
+
+
+def _failed_line(name: str, message: str) -> str:
+    """'failed: name', with the start of pytest's message when the report has one."""
+    if not message:
+        return f"failed: {name}"
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + " [...]"
+    return f"failed: {name}: {message}"
+
+
 @dataclass
 class VerifierResult:
     """The verifier's JUnit report, reduced to what the harness checks."""
@@ -89,6 +101,8 @@ class VerifierResult:
     passed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # name -> skip message
+    # name -> the failure's message (pytest's assertion text), so that a CI log says why
+    messages: dict[str, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -102,7 +116,7 @@ class VerifierResult:
         found = []
         if self.total == 0:
             found.append("the verifier ran no test")
-        found += [f"failed: {name}" for name in self.failed]
+        found += [_failed_line(name, self.messages.get(name, "")) for name in self.failed]
         found += [
             f"skipped without an opt-out in molecule_matrix.yml: {name} ({message})"
             for name, message in self.skipped.items()
@@ -118,8 +132,12 @@ def read_junit(path: Path) -> VerifierResult:
     for case in root.iter("testcase"):
         name = case.get("name", "?")
         skipped = case.find("skipped")
-        if case.find("failure") is not None or case.find("error") is not None:
+        failure = case.find("failure")
+        if failure is None:
+            failure = case.find("error")
+        if failure is not None:
             result.failed.append(name)
+            result.messages[name] = failure.get("message", "")
         elif skipped is not None:
             result.skipped[name] = skipped.get("message", "")
         else:

@@ -93,10 +93,18 @@ def test_failures_errors_and_unlisted_skips_are_failures(tmp_path):
     result = read_junit(_junit(tmp_path, body))
     assert result.counts() == "1 passed, 2 failed, 2 skipped"
     assert result.problems({"test_allowed": "this kernel hides /proc/modules"}) == [
-        "failed: test_bad",
-        "failed: test_broken_fixture",
+        "failed: test_bad: assert 1 == 2",
+        "failed: test_broken_fixture: fixture",
         "skipped without an opt-out in molecule_matrix.yml: test_skipped (side_effect not run)",
     ]
+
+
+def test_a_long_failure_message_is_cut(tmp_path):
+    body = f'<testcase name="test_long"><failure message="{"x" * 5000}"/></testcase>'
+    (line,) = read_junit(_junit(tmp_path, body)).problems({})
+    assert line.startswith("failed: test_long: xxx")
+    assert line.endswith(" [...]")
+    assert len(line) < 1600
 
 
 def test_counts_are_reported_for_the_summary():
