@@ -229,3 +229,57 @@ def test_arguments_are_checked():
     assert parse_args(["--paths", "grpc_direct,django_grpc"]).paths == ["grpc_direct", "django_grpc"]
     with pytest.raises(SystemExit):
         parse_args(["--paths", "grpc_direct,carrier_pigeon"])
+
+
+def _ab_run(target: str, concurrency: int, p50: float, requests: int, errors: int = 0) -> LoadResult:
+    return LoadResult(target, concurrency, "wrk", 10.0, requests, errors, p50, p50, p50 * 2, p50, p50 * 3)
+
+
+def test_ab_takes_the_medians_of_the_rounds_and_compares_them():
+    from tfsp_bench import ab
+
+    runs = {
+        1: {
+            "baseline": [_ab_run("ab_baseline", 1, p, 5000) for p in (2.0, 2.2, 9.0)],
+            "candidate": [_ab_run("ab_candidate", 1, p, 4000, errors=1) for p in (2.1, 2.3, 2.4)],
+        }
+    }
+    level = ab.summarize(runs)["1"]
+    assert level["baseline"]["p50_ms"] == 2.2  # the outlier round does not move the median
+    assert level["candidate"]["p50_ms"] == 2.3
+    assert level["p50_change"] == pytest.approx(2.3 / 2.2 - 1)
+    assert level["candidate"]["throughput"] == pytest.approx(399.9)
+    assert level["throughput_change"] == pytest.approx(399.9 / 500 - 1)
+    assert level["candidate"]["errors"] == 3
+    assert len(level["baseline"]["rounds"]) == 3
+
+
+def test_ab_section_of_the_report():
+    from tfsp_bench import ab
+
+    runs = {c: {arm: [_ab_run(arm, c, 2.0, 5000)] for arm in ab.ARMS} for c in (32, 1)}
+    data = {"baseline": "8a23a0f", "host": "web1", "seconds": 10, "rounds": 1, "levels": ab.summarize(runs)}
+    lines = report.ab_section(data)
+    assert "## The web app against commit 8a23a0f, same run" in lines
+    rows = [line for line in lines if line.startswith("| 1 ") or line.startswith("| 32 ")]
+    assert rows[0].startswith("| 1 | 2.00 | 2.00 | +0% | 500 | 500 | +0% | 0 |")
+    assert rows[1].startswith("| 32 ")
+    assert report.ab_section(None) == []
+
+
+def test_ab_nginx_snippet_proxies_each_arm_like_the_site():
+    from tfsp_bench import ab
+
+    snippet = ab._nginx_snippet()
+    for arm, port in ab.ARMS.items():
+        assert f"listen 127.0.0.1:{port};" in snippet
+        assert f"server unix:{ab.WORK}/{arm}.sock" in snippet
+    # The site is HTTPS: without the header Django would redirect every request.
+    assert snippet.count("proxy_set_header X-Forwarded-Proto https;") == len(ab.ARMS)
+    assert snippet.count('proxy_set_header Connection "";') == len(ab.ARMS)
+
+
+def test_ab_rounds_must_be_positive():
+    assert parse_args(["--baseline", "HEAD~1"]).baseline == "HEAD~1"
+    with pytest.raises(SystemExit):
+        parse_args(["--baseline", "HEAD~1", "--ab-rounds", "0"])

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import deploy, footprint, payloads, report
+from . import ab, deploy, footprint, payloads, report
 from .loadgen import LoadContainer, Target, run
 from .stats import BenchError, LoadResult
 
@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=REPO / "results", help="results folder (default results/)"
     )
     parser.add_argument("--readme", action="store_true", help="also put the figures into README.md")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the web app of commit REV against the deployed one, alternating (A/B)",
+    )
+    parser.add_argument("--ab-rounds", type=int, default=3, help="rounds per level of the A/B (default 3)")
     args = parser.parse_args(argv)
     try:
         args.levels = sorted({int(c) for c in args.concurrency.split(",")})
@@ -58,8 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.paths) - set(report.LABELS))
     if unknown or not args.paths:
         parser.error(f"unknown paths {unknown}: choose from {', '.join(report.LABELS)}")
-    if not args.levels or min(args.levels) < 1 or args.seconds < 1 or args.warmup < 0:
-        parser.error("concurrency levels and --seconds must be at least 1, --warmup at least 0")
+    if not args.levels or min(args.levels) < 1 or args.seconds < 1 or args.warmup < 0 or args.ab_rounds < 1:
+        parser.error("concurrency levels, --seconds and --ab-rounds must be at least 1, --warmup at least 0")
     return args
 
 
@@ -239,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     set_plaintext(True, log_dir)
     try:
         measure_all(args, log_dir, results, direct, rest, web_grpc, web_rest)
+        if args.baseline:
+            # In plaintext too: an app from before mutual TLS could not call the servers otherwise.
+            data["ab"] = ab.run_ab(VANTAGE, args.baseline, args.levels, args.seconds, args.ab_rounds, say)
     finally:
         set_plaintext(False, log_dir)
     with LoadContainer(VANTAGE) as load:
@@ -266,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         update_readme(markdown)
     shown = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in paths.values()]
     say(f"wrote {', '.join(shown)}")
-    return 1 if any(r.errors for r in results) else 0
+    ab_errors = any(
+        arm["errors"]
+        for level in data.get("ab", {}).get("levels", {}).values()
+        for arm in (level["baseline"], level["candidate"])
+    )
+    return 1 if ab_errors or any(r.errors for r in results) else 0
 
 
 def tf_serving_api_pin() -> str:

@@ -114,6 +114,7 @@ def markdown(data: dict, results: list[LoadResult]) -> str:
                     f"| {key.split('_')[1]} | {c} | {_ms(a['p50_diff_ms'])} | {a['p50_ratio']:.2f}x "
                     f"| {_ms(a['p99_diff_ms'])} | {a['p99_ratio']:.2f}x |"
                 )
+    lines += ab_section(data.get("ab"))
     lines += ["", "## Deployment", ""]
     dep = data.get("deploy", {})
     first = dep.get("first_run")
@@ -161,6 +162,32 @@ def markdown(data: dict, results: list[LoadResult]) -> str:
     lines += [f"- {line}" for line in verdicts(data, results)]
     lines.append("")
     return "\n".join(lines)
+
+
+def ab_section(ab: dict | None) -> list[str]:
+    """The A/B of the web app against an earlier commit (`--baseline`), when the run made one."""
+    if not ab:
+        return []
+    lines = [
+        "",
+        f"## The web app against commit {ab['baseline']}, same run",
+        "",
+        f"On {ab['host']}, through nginx to two extra gunicorn servers with the host's settings: the",
+        f"deployed app and the app of {ab['baseline']} (same dependencies). wrk alternated between them,",
+        f"{ab['rounds']} rounds of {ab['seconds']} s per level; medians of the rounds.",
+        "",
+        "| concurrency | p50 baseline | p50 now | p50 change "
+        "| req/s baseline | req/s now | req/s change | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, level in sorted(ab["levels"].items(), key=lambda item: int(item[0])):
+        base, now = level["baseline"], level["candidate"]
+        lines.append(
+            f"| {c} | {_ms(base['p50_ms'])} | {_ms(now['p50_ms'])} | {level['p50_change']:+.0%} "
+            f"| {base['throughput']:.0f} | {now['throughput']:.0f} | {level['throughput_change']:+.0%} "
+            f"| {base['errors'] + now['errors']} |"
+        )
+    return lines
 
 
 def verdicts(data: dict, results: list[LoadResult]) -> list[str]:
