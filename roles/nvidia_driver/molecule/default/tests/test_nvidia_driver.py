@@ -1,14 +1,21 @@
 """A forced driver install on a GPU-less test host.
 
 Packages, sources and blacklist, nothing loaded; the module built and signed for every Debian
-kernel installed (prepare installs one, side_effect a second of another flavour); the driver
+kernel installed (prepare installs one, side_effect a second of another flavour, which the role
+refuses until it has a build: `make test-all` then gives it its headers and DKMS builds it, CI's
+`make test` removes it, saving a build of about 7 minutes); the driver
 version held and kept from unattended-upgrades.
 """
 
 import json
+import os
 import re
 
 import pytest
+
+# `make test-all` (the full matrix) builds the module for the second kernel too; CI's `make test`
+# removes that kernel after the role's refusal instead (side_effect.yml), which saves a build.
+SECOND_BUILD = os.environ.get("MOLECULE_MATRIX") == "all"
 
 # The common name of the throwaway key prepare.yml makes.
 TEST_MOK_SIGNER = "tfsp test module signing key"
@@ -68,15 +75,21 @@ def kernels(host):
     return sorted(name.removeprefix("vmlinuz-") for name in names if name.startswith("vmlinuz-"))
 
 
-def test_two_debian_kernels_of_two_flavours_installed(kernels):
-    assert len(kernels) == 2, kernels
-    assert any(kernel.endswith("-cloud-amd64") or kernel.endswith("-cloud-arm64") for kernel in kernels)
+def test_the_debian_kernels_of_the_test_installed(kernels):
+    cloud = [kernel for kernel in kernels if re.search(r"-cloud-(amd64|arm64)$", kernel)]
+    if SECOND_BUILD:
+        assert len(kernels) == 2, kernels
+        assert len(cloud) == 1, kernels
+    else:
+        # The second kernel was removed after the role refused it.
+        assert len(kernels) == 1, kernels
+        assert not cloud, kernels
 
 
-@pytest.mark.parametrize("flavour", ["", "cloud-"])
-def test_headers_metapackage_of_each_kernel_flavour(host, flavour):
+def test_headers_metapackage_of_each_kernel_flavour(host):
     arch = host.run("dpkg --print-architecture").stdout.strip()
-    assert host.package(f"linux-headers-{flavour}{arch}").is_installed
+    assert host.package(f"linux-headers-{arch}").is_installed
+    assert host.package(f"linux-headers-cloud-{arch}").is_installed == SECOND_BUILD
 
 
 def test_every_installed_kernel_has_a_module_signed_with_the_operators_key(host, kernels):
