@@ -83,11 +83,11 @@ def check_stack() -> None:
 def set_protocol(protocol: str, log_dir: Path) -> None:
     """Switch the vantage web host's client to grpc or rest, the way an operator would."""
     say(f"configuring {VANTAGE} with calculator_web_tf_serving_protocol={protocol}")
-    # TF Serving's REST port has no TLS: the REST client runs with the web tier's mutual TLS off.
-    no_tls = ["-e", "calculator_web_tf_serving_tls_enabled=false"] if protocol == "rest" else []
+    # The measurements run with the stack's mutual TLS off (set_plaintext): the host stays so, for
+    # either client (REST has no TLS anyway).
     deploy.playbook(
         "playbooks/web_hosts.yml", "--limit", VANTAGE, "-e", f"calculator_web_tf_serving_protocol={protocol}",
-        *no_tls, log=log_dir / f"web-{protocol}.log",
+        "-e", "stack_tls_enabled=false", log=log_dir / f"web-{protocol}.log",
     )  # fmt: skip
 
 
