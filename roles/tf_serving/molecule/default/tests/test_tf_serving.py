@@ -433,7 +433,7 @@ def test_controller_keys_are_the_controller_users_only():
 @pytest.fixture(scope="module")
 def per_gpu(host):
     """The containers of side_effect's last run, one per GPU with the GPU count set to 2 (CPU host)."""
-    instances = _record(host, "tf-serving-per-gpu")
+    instances = _record(host, "tf-serving-per-gpu")["instances"]
     inspected = host.run("docker inspect " + " ".join(instance["name"] for instance in instances))
     assert inspected.rc == 0, inspected.stderr
     return instances, {container["Name"].lstrip("/"): container for container in json.loads(inspected.stdout)}
@@ -457,6 +457,13 @@ def test_one_per_gpu_runs_a_container_per_gpu_each_on_its_own_ports(per_gpu, add
         assert running["HostConfig"]["Init"] is True
     # The first container is the one that ran before: switching the setting on left it alone.
     assert containers["tf-serving"]["Id"] == container["Id"]
+
+
+def test_one_per_gpu_lowering_the_count_removed_the_extra_container(host):
+    record = _record(host, "tf-serving-per-gpu")
+    assert record["before"] == ["tf-serving", "tf-serving-1", "tf-serving-2"]
+    assert record["after"] == ["tf-serving", "tf-serving-1"]
+    assert host.run("docker inspect tf-serving-2").rc != 0
 
 
 def test_one_per_gpu_every_container_serves_every_version_and_label(per_gpu, address, client_pem):
