@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = {
     "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
@@ -40,4 +42,19 @@ def run_playbook(
         cwd=playbook.parent,
         env={**os.environ, **ENV, **(env or {})},
         check=False,
+    )
+
+
+def run_beside_roles(
+    tmp_path: Path, playbook_text: str, inventory: dict, *options: str
+) -> subprocess.CompletedProcess:
+    """``playbook_text`` written into ``tmp_path`` next to the repository's roles (found by short name,
+    as from site.yml) and run on ``inventory`` (a dict, written as YAML) with ``options``."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(playbook_text)
+    (tmp_path / "roles").symlink_to(REPO_ROOT / "roles")
+    inventory_file = tmp_path / "inventory.yml"
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    return run_playbook(
+        playbook, *options, inventory=str(inventory_file), env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")}
     )

@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.tfsp.serving.plugins.plugin_utils.nvidia_gpu import GpuFactError, gpu_count
+from ansible_collections.tfsp.serving.plugins.plugin_utils.tf_serving_instances import (
+    InstanceError,
+    host_instances,
+)
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -74,6 +78,25 @@ def _gpu_count(name: str, host_vars: Mapping[str, Any]) -> int:
         raise AnsibleFilterError(f"monitoring: {name}: {error}") from None
 
 
+def _tf_serving_instances(name: str, host_vars: Mapping[str, Any], settings: Mapping[str, Any]) -> list[dict]:
+    """The TF Serving containers of serving host ``name`` (the rule the tf_serving role runs them by),
+    each with the labels that tell its series apart: ``instance`` (the host), and ``tf_serving_instance``
+    (the container) where the host runs more than one."""
+    try:
+        found = host_instances(
+            host_vars,
+            grpc_port=host_vars.get("tf_serving_grpc_port", settings.get("tf_serving_grpc_port", 8500)),
+            rest_port=host_vars.get("tf_serving_rest_port", settings["tf_serving_rest_port"]),
+        )
+    except (InstanceError, GpuFactError) as error:
+        raise AnsibleFilterError(f"monitoring: {name}: {error}") from None
+    for instance in found:
+        instance["labels"] = {"instance": name}
+        if len(found) > 1:
+            instance["labels"]["tf_serving_instance"] = instance["name"]
+    return found
+
+
 def _blackbox(job: str, module: str, urls: list[tuple[str, str]], blackbox: str, interval: str) -> dict:
     """A blackbox exporter job: each (url, instance) is probed through the exporter at ``blackbox``."""
     return {
@@ -97,15 +120,14 @@ def monitoring_scrape_configs(
 
     ``settings`` keys: node_group, web_group, tf_serving_group, node_exporter_port,
     nginx_exporter_port, web_metrics_port, dcgm_exporter_port, tf_serving_rest_port,
+    tf_serving_grpc_port (with the REST port, a serving host's own stack_tf_serving_one_per_gpu and
+    its GPUs, it decides the host's TF Serving containers, each scraped on its own REST port),
     tf_serving_metrics_path, blackbox_address, probe_interval, site_urls, self_targets
     (job name -> host:port scraped on the monitoring host itself).
     """
     web = list(groups.get(settings["web_group"], []))
     serving = list(groups.get(settings["tf_serving_group"], []))
     nodes = list(groups.get(settings["node_group"], []))
-
-    def rest_port(host_vars):
-        return int(host_vars.get("tf_serving_rest_port", settings["tf_serving_rest_port"]))
 
     jobs = [
         {"job_name": job, "static_configs": [{"targets": [target]}]}
@@ -118,25 +140,32 @@ def monitoring_scrape_configs(
         # (prometheus-client multiprocess mode), so one scrape per host is whole.
         jobs.append(_per_host("web_app", web, hostvars, lambda _: int(settings["web_metrics_port"])))
     if serving:
+        served = {name: _tf_serving_instances(name, hostvars[name], settings) for name in serving}
         jobs.append(
-            _per_host(
-                "tf_serving",
-                serving,
-                hostvars,
-                rest_port,
-                metrics_path=settings["tf_serving_metrics_path"],
-            )
+            {
+                "job_name": "tf_serving",
+                "metrics_path": settings["tf_serving_metrics_path"],
+                "static_configs": [
+                    {
+                        "targets": [_endpoint(host_address(name, hostvars[name]), instance["rest_port"])],
+                        "labels": instance["labels"],
+                    }
+                    for name in serving
+                    for instance in served[name]
+                ],
+            }
         )
         gpu_hosts = [name for name in serving if _gpu_count(name, hostvars[name]) > 0]
         if gpu_hosts:
             jobs.append(_per_host("dcgm", gpu_hosts, hostvars, lambda _: int(settings["dcgm_exporter_port"])))
         models = [
             (
-                f"http://{_endpoint(host_address(name, hostvars[name]), rest_port(hostvars[name]))}"
+                f"http://{_endpoint(host_address(name, hostvars[name]), instance['rest_port'])}"
                 f"/v1/models/{model['name']}",
                 name,
             )
             for name in serving
+            for instance in served[name]
             for model in hostvars[name].get("tf_serving_models", [])
         ]
         if models:

@@ -202,6 +202,20 @@ def shared_defaults(stack: dict) -> dict[str, dict]:
             "tf_serving_tls_enabled": stack["stack_tls_enabled"],
             "tf_serving_monitoring_path": metrics_path,
             "tf_serving_model_base": model_base,
+            "tf_serving_container_name": stack["stack_tf_serving_container_name"],
+        },
+        # Derived in the stack role itself: one container (one per GPU is off) on the stack's ports.
+        "stack": {
+            "stack_tf_serving_instances": [
+                {
+                    "index": 0,
+                    "name": stack["stack_tf_serving_container_name"],
+                    "grpc_port": grpc,
+                    "rest_port": rest,
+                    "device": None,
+                    "ports": [grpc, rest],
+                }
+            ]
         },
         # An inventory given as a host list has no directory: the CA's directory is "default".
         "tls_pki": {"tls_pki_dir": str(Path.home() / ".local/share/tfsp/pki/default")},

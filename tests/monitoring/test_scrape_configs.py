@@ -113,3 +113,41 @@ def test_host_without_address_named_in_the_error():
 def test_mountpoint_of_a_directory(path, expected):
     mounts = [{"mount": "/"}, {"mount": "/srv"}, {"mount": "/srv/other"}]
     assert filters.monitoring_mountpoint(path, mounts) == expected
+
+
+def test_one_tf_serving_per_gpu_scrapes_and_probes_every_container():
+    """With one container per GPU, each container's REST port is scraped and probed, its series told
+    apart by a tf_serving_instance label (Prometheus would merge two targets with the same labels)."""
+    settings = {**SETTINGS, "tf_serving_grpc_port": 8500}
+    on = {"stack_tf_serving_one_per_gpu": True}
+    hostvars = {
+        **HOSTVARS,
+        "gpu1": {**HOSTVARS["gpu1"], **on},
+        # No GPU, the count overridden in the inventory (as the tests run it): two CPU containers.
+        "gpu2": {
+            **HOSTVARS["gpu2"],
+            "ansible_facts": {"default_ipv4": {"address": "10.0.0.2"}, "ansible_local": {}},
+            "stack_tf_serving_gpu_count": 2,
+            **on,
+        },
+    }
+    found = {job["job_name"]: job for job in filters.monitoring_scrape_configs(GROUPS, hostvars, settings)}
+    scraped = [(c["labels"], c["targets"][0]) for c in found["tf_serving"]["static_configs"]]
+    assert scraped == [
+        ({"instance": "gpu1", "tf_serving_instance": "tf-serving"}, "10.0.0.1:8501"),
+        ({"instance": "gpu1", "tf_serving_instance": "tf-serving-1"}, "10.0.0.1:8503"),
+        ({"instance": "gpu2", "tf_serving_instance": "tf-serving"}, "10.0.0.2:9501"),
+        ({"instance": "gpu2", "tf_serving_instance": "tf-serving-1"}, "10.0.0.2:9503"),
+    ]
+    probed = [c["targets"][0] for c in found["tf_serving_model"]["static_configs"]]
+    assert probed == [
+        "http://10.0.0.1:8501/v1/models/calculator",
+        "http://10.0.0.1:8503/v1/models/calculator",
+        "http://10.0.0.2:9501/v1/models/calculator",
+        "http://10.0.0.2:9503/v1/models/calculator",
+    ]
+
+
+def test_off_scrapes_each_serving_host_once_without_an_instance_label():
+    scraped = [c["labels"] for c in jobs()["tf_serving"]["static_configs"]]
+    assert scraped == [{"instance": "gpu1"}, {"instance": "gpu2"}]

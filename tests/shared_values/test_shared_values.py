@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playbook_run import run_playbook
+from playbook_run import run_beside_roles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_DEFAULTS = yaml.safe_load((REPO_ROOT / "roles/stack/defaults/main.yml").read_text())
@@ -100,19 +100,8 @@ def resolve(tmp_path: Path, inventory: dict, gpus: int | None = None) -> dict:
         fact.write_text(f'#!/bin/sh\necho \'{{"count": {gpus}, "pci_addresses": []}}\'\n')
         fact.chmod(0o755)
     result = tmp_path / "resolved.json"
-    # Next to the repository's roles, as site.yml is: they resolve by short name.
-    playbook = tmp_path / "resolve.yml"
-    playbook.write_text(PLAYBOOK.format(fact_path=fact_path, result=result, tag=TAG))
-    (tmp_path / "roles").symlink_to(REPO_ROOT / "roles")
-    inventory_file = tmp_path / "inventory.yml"
-    inventory_file.write_text(yaml.safe_dump(inventory))
-    run = run_playbook(
-        playbook,
-        "--tags",
-        TAG,
-        inventory=str(inventory_file),
-        env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")},
-    )
+    playbook = PLAYBOOK.format(fact_path=fact_path, result=result, tag=TAG)
+    run = run_beside_roles(tmp_path, playbook, inventory, "--tags", TAG)
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(result.read_text())
 

@@ -30,6 +30,17 @@ def test_flags_last_value_wins_and_bools() -> None:
     assert flags.parse(["--model_base_path=/m", "--enable_batching"]).enable_batching is True
 
 
+def test_gpu_memory_fraction_flag_is_tf_servings() -> None:
+    """--per_process_gpu_memory_fraction (main.cc: float, default 0, TF decides) is accepted as the real
+    server accepts it, also without a GPU (where TensorFlow has no GPU memory to bound), and ignored."""
+    assert flags.parse(["--model_base_path=/m"]).per_process_gpu_memory_fraction == 0.0
+    options = flags.parse(["--model_base_path=/m", "--per_process_gpu_memory_fraction=0.45"])
+    assert options.per_process_gpu_memory_fraction == 0.45
+    assert "per_process_gpu_memory_fraction" not in flags.IMPLEMENTED
+    with pytest.raises(flags.FlagError, match="Illegal value 'half'"):
+        flags.parse(["--model_base_path=/m", "--per_process_gpu_memory_fraction=half"])
+
+
 @pytest.mark.parametrize(
     "argv",
     [

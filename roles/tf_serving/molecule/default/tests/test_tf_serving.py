@@ -115,8 +115,8 @@ def before_prune(host):
     return _record(host, "tf-serving-before-prune")
 
 
-def states(address, model: str) -> dict[str, str]:
-    status = requests.get(f"http://{address}:8501/v1/models/{model}", timeout=5).json()
+def states(address, model: str, port: int = 8501) -> dict[str, str]:
+    status = requests.get(f"http://{address}:{port}/v1/models/{model}", timeout=5).json()
     return {entry["version"]: entry["state"] for entry in status["model_version_status"]}
 
 
@@ -428,3 +428,58 @@ def test_controller_keys_are_the_controller_users_only():
     for key in keys:
         assert key.stat().st_mode & 0o777 == 0o600, key
     assert PKI.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.fixture(scope="module")
+def per_gpu(host):
+    """The containers of side_effect's last run, one per GPU with the GPU count set to 2 (CPU host)."""
+    instances = _record(host, "tf-serving-per-gpu")["instances"]
+    inspected = host.run("docker inspect " + " ".join(instance["name"] for instance in instances))
+    assert inspected.rc == 0, inspected.stderr
+    return instances, {container["Name"].lstrip("/"): container for container in json.loads(inspected.stdout)}
+
+
+def test_one_per_gpu_runs_a_container_per_gpu_each_on_its_own_ports(per_gpu, address, container):
+    instances, containers = per_gpu
+    assert [(i["name"], i["grpc_port"], i["rest_port"]) for i in instances] == [
+        ("tf-serving", 8500, 8501),
+        ("tf-serving-1", 8502, 8503),
+    ]
+    for instance in instances:
+        running = containers[instance["name"]]
+        assert running["State"]["Running"] is True
+        bindings = running["HostConfig"]["PortBindings"]
+        assert bindings["8500/tcp"] == [{"HostIp": address, "HostPort": str(instance["grpc_port"])}]
+        assert bindings["8501/tcp"] == [{"HostIp": address, "HostPort": str(instance["rest_port"])}]
+        # The GPU memory fraction in each command; no GPU requested on a CPU host.
+        assert "--per_process_gpu_memory_fraction=0.5" in running["Args"]
+        assert not running["HostConfig"]["DeviceRequests"]
+        assert running["HostConfig"]["Init"] is True
+    # The first container is the one that ran before: switching the setting on left it alone.
+    assert containers["tf-serving"]["Id"] == container["Id"]
+
+
+def test_one_per_gpu_lowering_the_count_removed_the_extra_container(host):
+    record = _record(host, "tf-serving-per-gpu")
+    assert record["before"] == ["tf-serving", "tf-serving-1", "tf-serving-2"]
+    assert record["after"] == ["tf-serving", "tf-serving-1"]
+    assert host.run("docker inspect tf-serving-2").rc != 0
+
+
+def test_one_per_gpu_every_container_serves_every_version_and_label(per_gpu, address, client_pem):
+    instances, _ = per_gpu
+    credentials = grpc.ssl_channel_credentials(
+        client_pem["ca.crt"], client_pem["test-client.key"], client_pem["test-client.crt"]
+    )
+    for instance in instances:
+        served = states(address, "calculator", instance["rest_port"])
+        assert (served.get("4"), served.get("2")) == ("AVAILABLE", "AVAILABLE"), (instance["name"], served)
+        labelled = requests.get(
+            f"http://{address}:{instance['rest_port']}/v1/models/calculator/labels/stable", timeout=5
+        ).json()
+        assert labelled["model_version_status"][0]["version"] == "2", (instance["name"], labelled)
+        with grpc.secure_channel(f"{address}:{instance['grpc_port']}", credentials) as instance_channel:
+            assert predict(instance_channel, "add", [3.0], [4.0]) == [7.0], instance["name"]
+            assert predict(instance_channel, "multiply", [3.0], [4.0], label="stable") == [12.0], instance[
+                "name"
+            ]
