@@ -1,10 +1,13 @@
 """A forced driver install on a GPU-less test host.
 
 Packages, sources and blacklist, nothing loaded; the module built and signed for every Debian
-kernel installed (prepare installs one, side_effect a second of another flavour, which the role
-refuses until it has a build: `make test-all` then gives it its headers and DKMS builds it, CI's
-`make test` removes it, saving a build of about 7 minutes); the driver
-version held and kept from unattended-upgrades.
+kernel installed; the driver version held and kept from unattended-upgrades.
+
+Kernels: under `make test-all` prepare installs the distribution's kernel before the driver, and
+side_effect a second one of another flavour, which the role refuses until it has a build, then
+builds. CI's `make test` saves one DKMS build (about 7 minutes): the distribution's kernel arrives
+only after the driver (a kernel upgrade: DKMS builds for it from the headers already there), and
+the second kernel, refused the same way, is removed instead of built.
 """
 
 import json
@@ -15,6 +18,7 @@ import pytest
 
 # `make test-all` (the full matrix) builds the module for the second kernel too; CI's `make test`
 # removes that kernel after the role's refusal instead (side_effect.yml), which saves a build.
+# In both, the distribution's kernel has its build (installed before the driver or after it).
 SECOND_BUILD = os.environ.get("MOLECULE_MATRIX") == "all"
 
 # The common name of the throwaway key prepare.yml makes.
