@@ -230,8 +230,9 @@ def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_ur
     _record("failed_rollout", **_figures(load, runs, 1))
     assert "DATA_LOSS" in said or "Can't parse" in said, said[-3000:]
     # The server's own error ended the wait, not tf_serving_available_timeout (240 s in the stack):
-    # a whole deploy_model.yml run on one host takes about a minute here.
-    assert runs["failed_rollout"] < 200, runs
+    # a run that waited it out takes those 240 s plus the rest of the play (over 270 s in all),
+    # while this one takes 65-120 s here; the bound leaves a slower machine its margin.
+    assert runs["failed_rollout"] < 235, runs
     # The first wave failed: the second host never got the version.
     assert not host("stack-tfs2").file(f"{MODEL_BASE}/calculator/{bad}").exists
     assert not host("stack-tfs1").file(f"{MODEL_BASE}/calculator/{bad}").exists
