@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from .deploy import REPO
 from .loadgen import LoadContainer, Target, run
 from .stats import BenchError, LoadResult
 
-REPO = Path(__file__).resolve().parents[3]
 WORK = "/opt/tfsp-ab"
 CONF = "/etc/nginx/conf.d/tfsp-ab.conf"
 ARMS = {"baseline": 18091, "candidate": 18092}
