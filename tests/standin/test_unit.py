@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import input_pb2, predict_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tf_serving_standin import config, core, errors, flags, rest
+from tf_serving_standin.servable import Servable
 
 
 def test_flags_defaults_match_tf_serving() -> None:
@@ -180,3 +183,44 @@ def test_examples_json_to_tf_example_types() -> None:
     assert list(example.features.feature["s"].bytes_list.value) == [b"\x00"]
     context = request_input.example_list_with_context.context
     assert list(context.features.feature["c"].bytes_list.value) == [b"ctx"]
+
+
+def test_test_delay_flag_slows_only_the_marked_version(calculator_version, tmp_path) -> None:
+    """--standin_test_delay_file (test-only, not TF Serving's): a marked version answers late; others
+    and a server without the flag answer at once. The release drills' "slow version" is made so."""
+    for version in (1, 2):
+        shutil.copytree(calculator_version, tmp_path / str(version))
+    (tmp_path / "2" / "standin-delay-ms").write_text("300\n")
+    marked = core.ServerCore(
+        poll_wait_seconds=1,
+        enable_warmup=False,
+        warmup_iterations=1,
+        saved_model_tags=["serve"],
+        allow_labels_for_unavailable=False,
+        test_delay_file="standin-delay-ms",
+    )
+    assert marked._test_delay(tmp_path / "1") == 0
+    assert marked._test_delay(tmp_path / "2") == pytest.approx(0.3)
+    unflagged = core.ServerCore(
+        poll_wait_seconds=1,
+        enable_warmup=False,
+        warmup_iterations=1,
+        saved_model_tags=["serve"],
+        allow_labels_for_unavailable=False,
+    )
+    assert unflagged._test_delay(tmp_path / "2") == 0
+    assert "standin_test_delay_file" in flags.IMPLEMENTED
+    assert flags.parse(["--model_base_path=/m", "--standin_test_delay_file=x"]).standin_test_delay_file == "x"
+
+    inputs = {"a": np.array([1.0], np.float32), "b": np.array([2.0], np.float32)}
+    for version, slowest in ((1, 0.25), (2, None)):
+        path = tmp_path / str(version)
+        servable = Servable("calculator", version, path, delay_seconds=marked._test_delay(path))
+        started = time.monotonic()
+        _, outputs = servable.predict("add", inputs)
+        took = time.monotonic() - started
+        assert outputs["result"].tolist() == [3.0]
+        if slowest is None:
+            assert took >= 0.3
+        else:
+            assert took < slowest

@@ -96,6 +96,7 @@ class ServerCore:
         saved_model_tags: list[str],
         allow_labels_for_unavailable: bool,
         warmup_runner: Callable[[Servable], None] | None = None,
+        test_delay_file: str = "",
     ) -> None:
         self._lock = threading.RLock()
         self._models: dict[str, Model] = {}
@@ -104,6 +105,7 @@ class ServerCore:
         self._warmup_iterations = max(1, warmup_iterations)
         self._tags = saved_model_tags
         self._allow_unavailable_labels = allow_labels_for_unavailable
+        self._test_delay_file = test_delay_file
         self.warmup_runner = warmup_runner
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -268,6 +270,17 @@ class ServerCore:
                     entry.state = State.END
                 metrics.model_unloaded(name)
 
+    def _test_delay(self, path: Path) -> float:
+        """Seconds a version waits before each answer (--standin_test_delay_file; test-only)."""
+        if not self._test_delay_file:
+            return 0.0
+        marker = path / self._test_delay_file
+        if not marker.is_file():
+            return 0.0
+        milliseconds = float(marker.read_text().strip() or 0)
+        log.warning("TEST-ONLY: version %s answers %.0f ms late (%s)", path, milliseconds, marker)
+        return max(0.0, milliseconds) / 1000
+
     def _load(self, model: Model, version: int) -> None:
         name = model.config.name
         path = Path(model.config.base_path) / str(version)
@@ -277,7 +290,7 @@ class ServerCore:
         log.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
         started = time.monotonic()
         try:
-            servable = Servable(name, version, path, self._tags)
+            servable = Servable(name, version, path, self._tags, self._test_delay(path))
             if self._enable_warmup and self.warmup_runner is not None:
                 for _ in range(self._warmup_iterations):
                     self.warmup_runner(servable)

@@ -68,6 +68,10 @@ class Options:
     skip_initialize_tpu: bool = False
     enable_grpc_healthcheck_service: bool = False
     enable_serialization_as_tensor_content: bool = False
+    # NOT a TF Serving flag: a test-only hook of the stand-in (TF Serving would refuse it as
+    # unknown). A version directory holding a file of this name answers every Predict, Classify
+    # and Regress only after the milliseconds the file holds: a "slow version" for release drills.
+    standin_test_delay_file: str = ""
 
 
 #: Flags the stand-in implements; every other known flag is accepted and ignored.
@@ -93,6 +97,7 @@ IMPLEMENTED = frozenset(
         "grpc_max_threads",
         "enable_grpc_healthcheck_service",
         "ssl_config_file",
+        "standin_test_delay_file",
     }
 )
 

@@ -84,6 +84,7 @@ def serve(options: Options) -> int:
             warmup_iterations=options.num_request_iterations_for_warmup,
             saved_model_tags=[t for t in options.saved_model_tags.split(",") if t],
             allow_labels_for_unavailable=options.allow_version_labels_for_unavailable_models,
+            test_delay_file=options.standin_test_delay_file,
         )
         api = ServingApi(core)
         core.warmup_runner = api.warmup

@@ -9,6 +9,7 @@ Serving's predict_util.cc, classifier.cc and regressor.cc.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,10 +62,19 @@ def _read_meta_graph(path: Path, tags: set[str]) -> meta_graph_pb2.MetaGraphDef:
 class Servable:
     """A loaded SavedModel version; thread-safe for concurrent requests."""
 
-    def __init__(self, name: str, version: int, path: Path, tags: Sequence[str] = ("serve",)) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        tags: Sequence[str] = ("serve",),
+        delay_seconds: float = 0.0,
+    ) -> None:
         self.name = name
         self.version = version
         self.path = path
+        #: Test-only (--standin_test_delay_file): time added to every inference call.
+        self.delay_seconds = delay_seconds
         tag_set = set(tags)
         self.meta_graph = _read_meta_graph(path, tag_set)
         self.signature_defs = dict(self.meta_graph.signature_def)
@@ -104,6 +114,8 @@ class Servable:
             raise invalid_argument(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
         except Exception as exc:
             raise from_exception(exc, "INVALID_ARGUMENT") from exc
+        if self.delay_seconds > 0:
+            time.sleep(self.delay_seconds)
         return {key: value.numpy() for key, value in outputs.items()}
 
     # -- Predict -------------------------------------------------------------
