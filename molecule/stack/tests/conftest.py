@@ -41,12 +41,14 @@ def host(inventory_file):
 
 # The end-to-end checks first (they expect the stack as site.yml left it, version 1 serving), then
 # monitoring (a quiet stack, so an alert's cause is known), then the drills, which change versions,
-# settings and hosts: client faults before serving-tier changes.
+# settings and hosts: client faults before serving-tier changes; the releases last (they start
+# from the single version the drills left serving).
 FILE_ORDER = (
     "test_stack.py",
     "test_monitoring_stack.py",
     "test_drills_client.py",
     "test_drills_changes.py",
+    "test_release.py",
 )
 
 
