@@ -106,6 +106,18 @@ def test_environment_file_root_only(host, secret_key):
     assert host.run("runuser -u calculator-web -- cat /etc/calculator-web/env").rc != 0
 
 
+def test_release_routing_file_empty_and_readable_by_the_app(host):
+    """No release until playbooks/release.yml writes one: calls carry no version label."""
+    routing = host.file("/etc/calculator-web/routing.json")
+    assert (routing.user, routing.group, routing.mode) == ("root", "root", 0o644)
+    assert routing.content_string.strip() == "{}"
+    assert (
+        'TFSP_ROUTING_FILE="/etc/calculator-web/routing.json"'
+        in host.file("/etc/calculator-web/env").content_string
+    )
+    assert host.run("runuser -u calculator-web -- cat /etc/calculator-web/routing.json").rc == 0
+
+
 def test_secret_not_in_process_list(host, secret_key):
     listing = host.run("ps auxww").stdout
     assert "gunicorn" in listing
