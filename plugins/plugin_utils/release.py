@@ -106,7 +106,7 @@ def _request_problems(request: Mapping[str, Any], scrape_seconds: float) -> list
         for name in ("canary_percent", "shadow_percent"):
             share = _number(request.get(name))
             if share is None or not 0 <= share <= 100:
-                problems.append(f"release_{name} must be a number from 0 to 100, not {request.get(name)!r}")
+                problems.append(f"release_{name} must be a number from 0 to 100, not {request.get(name)}")
             shares[name] = share
         if shares["canary_percent"] == 0 and shares["shadow_percent"] == 0:
             problems.append(
@@ -115,14 +115,14 @@ def _request_problems(request: Mapping[str, Any], scrape_seconds: float) -> list
         tolerance = _number(request.get("tolerance"))
         if tolerance is None or tolerance < 0:
             problems.append(
-                f"release_tolerance must be a number of 0 or more, not {request.get('tolerance')!r}"
+                f"release_tolerance must be a number of 0 or more, not {request.get('tolerance')}"
             )
     if action in ("run", "decide"):
         window = _number(request.get("window_seconds"))
         least = MIN_SCRAPES_PER_WINDOW * scrape_seconds
         if window is None or window <= 0:
             problems.append(
-                f"release_window_seconds must be a number of seconds, not {request.get('window_seconds')!r}"
+                f"release_window_seconds must be a number of seconds, not {request.get('window_seconds')}"
             )
         elif window < least:
             problems.append(
