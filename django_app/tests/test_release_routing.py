@@ -326,8 +326,8 @@ def test_shadow_does_not_delay_the_user_and_a_full_backlog_is_skipped(client, re
 def test_shadow_share_and_only_for_stable_answers(client, release, fake, monkeypatch):
     shadow_release(release, canary_percent=50, shadow_percent=25)
     # request 1: 0.7 -> stable, 0.2 -> shadowed; request 2: 0.7 -> stable, 0.3 -> not;
-    # request 3: 0.1 -> canary, never shadowed.
-    draws(monkeypatch, 0.7, 0.2, 0.7, 0.3, 0.1)
+    # request 3: 0.1 -> canary, never shadowed (the 0.0 left over would shadow it if it were).
+    draws(monkeypatch, 0.7, 0.2, 0.7, 0.3, 0.1, 0.0)
     before = shadow_count("add", "match")
     for _ in range(3):
         post(client, "/api/v1/predict", ADD)
