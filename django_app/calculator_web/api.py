@@ -113,6 +113,7 @@ def predict(request: HttpRequest) -> JsonResponse:
             "result": calculation.result,
             "model_name": settings.TFSP_MODEL_NAME,
             "model_version": calculation.model_version,
+            "version_label": calculation.version_label,
             "served_by": calculation.host,
             "elapsed_ms": round(calculation.elapsed_ms, 3),
         }
@@ -141,6 +142,7 @@ def classify(request: HttpRequest) -> JsonResponse:
             "results": results,
             "model_name": settings.TFSP_MODEL_NAME,
             "model_version": classification.model_version,
+            "version_label": classification.version_label,
             "served_by": classification.host,
             "elapsed_ms": round(classification.elapsed_ms, 3),
         }
@@ -160,6 +162,7 @@ def regress(request: HttpRequest) -> JsonResponse:
             "result": calculation.result,
             "model_name": settings.TFSP_MODEL_NAME,
             "model_version": calculation.model_version,
+            "version_label": calculation.version_label,
             "served_by": calculation.host,
             "elapsed_ms": round(calculation.elapsed_ms, 3),
         }

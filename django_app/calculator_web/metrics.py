@@ -1,6 +1,7 @@
 """Prometheus metrics (prometheus-client): requests and latencies per endpoint and operation,
-TF Serving call latencies and upstream errors, and each TF Serving host as the client sees it
-(ejected or not, attempts that got no answer by kind).
+TF Serving call latencies and upstream errors (by the version label asked for, "" outside a
+release), each TF Serving host as the client sees it (ejected or not, attempts that got no answer
+by kind), and a release's routing and shadow comparisons.
 
 With several gunicorn workers, set PROMETHEUS_MULTIPROC_DIR (prometheus-client's own variable) to an
 empty directory writable by the app and use ``calculator_web.gunicorn_conf`` so that /metrics
@@ -36,16 +37,17 @@ REQUEST_LATENCY = Histogram(
     ["endpoint", "operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+UPSTREAM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 UPSTREAM_LATENCY = Histogram(
     "tfsp_web_upstream_duration_seconds",
-    "Time of successful TF Serving calls (retries included), by call.",
-    ["call"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    "Time of successful TF Serving calls (retries included), by call and version label asked for.",
+    ["call", "version_label"],
+    buckets=UPSTREAM_BUCKETS,
 )
 UPSTREAM_ERRORS = Counter(
     "tfsp_web_upstream_errors_total",
-    "Failed TF Serving calls, by call and error kind.",
-    ["call", "kind"],
+    "Failed TF Serving calls, by call, version label asked for and error kind.",
+    ["call", "version_label", "kind"],
 )
 
 SERVING_HOST_EJECTED = Gauge(
@@ -58,6 +60,28 @@ SERVING_HOST_ERRORS = Counter(
     "tfsp_web_serving_host_errors_total",
     "Attempts on a TF Serving host that got no answer (the call moved on), by host and kind.",
     ["host", "kind"],
+)
+
+ROUTING_PERCENT = Gauge(
+    "tfsp_web_routing_percent",
+    "Share of user requests of the release routing in force: to the canary, or shadowed to it.",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
+ROUTING_ERRORS = Counter(
+    "tfsp_web_routing_errors_total",
+    "Versions of the release routing file that could not be read or were not valid (each counted once).",
+)
+SHADOW_REQUESTS = Counter(
+    "tfsp_web_shadow_requests_total",
+    "Shadow calls to the canary, by operation and outcome (match, mismatch, error, skipped).",
+    ["operation", "outcome"],
+)
+SHADOW_LATENCY = Histogram(
+    "tfsp_web_shadow_duration_seconds",
+    "Time of shadow calls to the canary that got an answer, by operation.",
+    ["operation"],
+    buckets=UPSTREAM_BUCKETS,
 )
 
 

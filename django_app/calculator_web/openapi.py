@@ -13,7 +13,15 @@ NUMBERS = {
 RESULT = {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
 ANSWER_FIELDS = {
     "model_name": {"type": "string"},
-    "model_version": {"type": ["integer", "null"], "description": "null over the REST protocol"},
+    "model_version": {
+        "type": ["integer", "null"],
+        "description": "the model version that answered; null over the REST protocol",
+    },
+    "version_label": {
+        "type": ["string", "null"],
+        "description": "the TF Serving version label asked for during a release (such as stable or canary); "
+        "null outside a release",
+    },
     "served_by": {"type": "string", "description": "the TF Serving host:port that answered"},
     "elapsed_ms": {"type": "number", "description": "round trip to TF Serving, retries included"},
 }

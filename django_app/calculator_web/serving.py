@@ -1,13 +1,17 @@
 """The process-wide TF Serving client, built once from settings, and the calculator's signatures.
 
 gunicorn forks its workers before any request, and the client is created on first use, so each
-worker process gets its own channels and keeps them for its whole life.
+worker process gets its own channels and keeps them for its whole life. The same holds for the
+release routing (``routing``: which version label a request asks for, re-checked at most once a
+second) and the shadow pool (``shadow``: the canary's answers compared in the background).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import random
 import socket
 import threading
 from collections.abc import Callable
@@ -18,21 +22,32 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from tfsp_client import Classification, ClientConfig, ServingError, TFServingClient, UpstreamError
 from tfsp_client.config import split_target
+from tfsp_client.results import Answer
 from tfsp_client.tensors import shortest_float32
 
 from calculator_web.metrics import (
+    ROUTING_ERRORS,
+    ROUTING_PERCENT,
     SERVING_HOST_EJECTED,
     SERVING_HOST_ERRORS,
     UPSTREAM_ERRORS,
     UPSTREAM_LATENCY,
 )
 from calculator_web.operands import OperandError, Operands
+from calculator_web.routing import Release, RoutingFile
+from calculator_web.shadow import ShadowRunner, classes_difference, values_difference
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _client: TFServingClient | None = None
 _lock = threading.Lock()
+_routing: RoutingFile | None = None
+_routing_lock = threading.Lock()
+_shadows: ShadowRunner | None = None
+_shadows_lock = threading.Lock()
+#: A number in [0, 1) per draw: which label a request asks for, whether it is shadowed (tests fix it).
+draw: Callable[[], float] = random.random
 
 # Operation -> (signature, output) of the calculator model.
 PREDICT_SIGNATURES = {"add": "add", "subtract": "subtract", "multiply": "multiply"}
@@ -91,6 +106,7 @@ def get_client() -> TFServingClient:
         with _lock:
             if _client is None or _client.config != config:
                 if _client is not None:
+                    _close_shadows()
                     _client.close()
                 _client = TFServingClient(config, on_error=_host_error, on_ejection=_ejection)
                 for host in config.hosts:
@@ -98,15 +114,91 @@ def get_client() -> TFServingClient:
     return _client
 
 
-def observed(call: str, function: Callable[[], T]) -> T:
+def _routing_changed(release: Release | None) -> None:
+    ROUTING_PERCENT.labels("canary").set(release.canary_percent if release else 0)
+    ROUTING_PERCENT.labels("shadow").set(release.shadow_percent if release else 0)
+
+
+def _routing_error(message: str) -> None:
+    ROUTING_ERRORS.inc()
+
+
+def current_release() -> Release | None:
+    """The release in force in this process (None: no release, or no routing file configured)."""
+    global _routing
+    path = settings.TFSP_ROUTING_FILE
+    if not path:
+        return None
+    routing = _routing
+    if routing is None or routing.path != path:
+        with _routing_lock:
+            if _routing is None or _routing.path != path:
+                _routing = RoutingFile(path, on_change=_routing_changed, on_error=_routing_error)
+                _routing_changed(None)
+            routing = _routing
+    return routing.current()
+
+
+def pick_label(release: Release | None) -> str | None:
+    """The version label one request asks for: the canary's for ``canary_percent`` % of them."""
+    if release is None:
+        return None
+    return release.canary_label if draw() * 100 < release.canary_percent else release.stable_label
+
+
+def shadow_runner() -> ShadowRunner:
+    """This process's shadow pool (created at the first shadow call, after gunicorn's fork)."""
+    global _shadows
+    runner = _shadows
+    if runner is None or runner.pid != os.getpid():
+        with _shadows_lock:
+            if _shadows is None or _shadows.pid != os.getpid():
+                _shadows = ShadowRunner()
+            runner = _shadows
+    return runner
+
+
+def _close_shadows() -> None:
+    global _shadows
+    with _shadows_lock:
+        if _shadows is not None and _shadows.pid == os.getpid():
+            _shadows.shutdown()
+        _shadows = None
+
+
+def _shadow(
+    release: Release,
+    operation: str,
+    operands: int,
+    call: Callable[[], Answer],
+    difference: Callable[[Answer], str | None],
+) -> None:
+    """Send a request stable answered to the canary too, in the background, ``shadow_percent`` % of the time.
+
+    Called once the user's answer is known; never waits for the shadow call and never raises.
+    """
+    try:
+        if draw() * 100 < release.shadow_percent:
+            shadow_runner().submit(operation, operands, call, difference)
+    except Exception:
+        logger.exception("shadow %s could not be submitted", operation)
+
+
+def _shadowed(release: Release | None, label: str | None) -> bool:
+    """Whether a request's answer is a candidate for shadowing: it came from stable, shadowing is on."""
+    return release is not None and label == release.stable_label and release.shadow_percent > 0
+
+
+def observed(call: str, function: Callable[[], T], version_label: str | None = None) -> T:
     """Run a client call, recording its latency or its error kind in the metrics."""
+    label = version_label or ""
     try:
         answer = function()
     except ServingError as error:
-        UPSTREAM_ERRORS.labels(call, type(error).__name__).inc()
+        UPSTREAM_ERRORS.labels(call, label, type(error).__name__).inc()
         logger.warning("TF Serving %s failed on %s: %s", call, error.host or "-", error)
         raise
-    UPSTREAM_LATENCY.labels(call).observe(answer.elapsed_ms / 1000)
+    UPSTREAM_LATENCY.labels(call, label).observe(answer.elapsed_ms / 1000)
     return answer
 
 
@@ -119,6 +211,7 @@ class Calculation:
     model_version: int | None
     host: str
     elapsed_ms: float
+    version_label: str | None = None
 
 
 def _shown(values: list[float], operands: Operands) -> float | list[float]:
@@ -131,20 +224,35 @@ def _shown(values: list[float], operands: Operands) -> float | list[float]:
 
 
 def calculate(operation: str, operands: Operands) -> Calculation:
-    """Predict with the operation's signature."""
+    """Predict with the operation's signature (and the version label of the release's routing)."""
+    release = current_release()
+    label = pick_label(release)
+    signature, inputs = PREDICT_SIGNATURES[operation], {"a": operands.a, "b": operands.b}
+    client = get_client()
     prediction = observed(
         operation,
-        lambda: get_client().predict(
-            PREDICT_SIGNATURES[operation], {"a": operands.a, "b": operands.b}, PREDICT_OUTPUT
-        ),
+        lambda: client.predict(signature, inputs, PREDICT_OUTPUT, version_label=label),
+        label,
     )
-    return Calculation(
+    calculation = Calculation(
         operation,
         _shown(prediction.values, operands),
         prediction.model_version,
         prediction.host,
         prediction.elapsed_ms,
+        label,
     )
+    if _shadowed(release, label):
+        _shadow(
+            release,
+            operation,
+            len(operands.a),
+            lambda: client.shadow_predict(
+                signature, inputs, PREDICT_OUTPUT, version_label=release.canary_label
+            ),
+            lambda canary: values_difference(prediction.values, canary.values, release.tolerance),
+        )
+    return calculation
 
 
 def _examples(operands: Operands) -> list[dict[str, float]]:
@@ -153,16 +261,47 @@ def _examples(operands: Operands) -> list[dict[str, float]]:
 
 def classify(operands: Operands) -> Classification:
     """Classify each (a, b) pair with the model's classify signature."""
-    return observed("classify", lambda: get_client().classify(CLASSIFY_SIGNATURE, _examples(operands)))
+    release = current_release()
+    label = pick_label(release)
+    examples = _examples(operands)
+    client = get_client()
+    classification = observed(
+        "classify", lambda: client.classify(CLASSIFY_SIGNATURE, examples, version_label=label), label
+    )
+    if _shadowed(release, label):
+        _shadow(
+            release,
+            "classify",
+            len(operands.a),
+            lambda: client.shadow_classify(CLASSIFY_SIGNATURE, examples, version_label=release.canary_label),
+            lambda canary: classes_difference(classification.results, canary.results, release.tolerance),
+        )
+    return classification
 
 
 def regress(operands: Operands) -> Calculation:
     """Regress each (a, b) pair with the model's regress signature."""
-    regression = observed("regress", lambda: get_client().regress(REGRESS_SIGNATURE, _examples(operands)))
-    return Calculation(
+    release = current_release()
+    label = pick_label(release)
+    examples = _examples(operands)
+    client = get_client()
+    regression = observed(
+        "regress", lambda: client.regress(REGRESS_SIGNATURE, examples, version_label=label), label
+    )
+    calculation = Calculation(
         "regress",
         _shown(regression.values, operands),
         regression.model_version,
         regression.host,
         regression.elapsed_ms,
+        label,
     )
+    if _shadowed(release, label):
+        _shadow(
+            release,
+            "regress",
+            len(operands.a),
+            lambda: client.shadow_regress(REGRESS_SIGNATURE, examples, version_label=release.canary_label),
+            lambda canary: values_difference(regression.values, canary.values, release.tolerance),
+        )
+    return calculation

@@ -10,7 +10,8 @@ TFSP_TF_SERVING_PROTOCOL, TFSP_MODEL_NAME, TFSP_TF_SERVING_TIMEOUT_SECONDS,
 TFSP_TF_SERVING_ATTEMPT_TIMEOUT_SECONDS, TFSP_TF_SERVING_STATUS_TIMEOUT_SECONDS,
 TFSP_TF_SERVING_CALLS_PER_HOST, TFSP_TF_SERVING_EJECT_AFTER_FAILURES, TFSP_TF_SERVING_EJECTION_SECONDS,
 TFSP_TF_SERVING_TLS_CA_FILE, TFSP_TF_SERVING_TLS_CERT_FILE, TFSP_TF_SERVING_TLS_KEY_FILE (mutual TLS
-on gRPC: all three or none; read and checked here, at start-up).
+on gRPC: all three or none; read and checked here, at start-up), TFSP_ROUTING_FILE (release routing,
+read while running: see ``routing``).
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ try:
 except ConfigError as _error:
     _variable = _CONFIG_FIELD_VARIABLES.get(_error.field, _error.field)
     raise ImproperlyConfigured(f"{_variable}: {_error}") from None
+# Release routing (canary split, shadow traffic) by TF Serving version label: a JSON file that Ansible
+# replaces during a release, re-checked by each process at most once a second (``routing``). Empty:
+# no release routing, requests ask for no version label.
+TFSP_ROUTING_FILE = os.environ.get("TFSP_ROUTING_FILE", "").strip()
 # Largest list the calculator accepts per operand (keeps requests far below gRPC's 4 MiB limit).
 TFSP_MAX_ELEMENTS = 1000
 

@@ -147,6 +147,6 @@ def test_gunicorn_api_static_and_metrics(gunicorn_url):
     assert "max-age" in static.headers["Cache-Control"]
     metrics = requests.get(f"{gunicorn_url}/metrics", timeout=5).text
     assert 'tfsp_web_requests_total{endpoint="api-predict",operation="subtract",status="200"}' in metrics
-    assert 'tfsp_web_upstream_duration_seconds_count{call="subtract"}' in metrics
+    assert 'tfsp_web_upstream_duration_seconds_count{call="subtract",version_label=""}' in metrics
     openapi = requests.get(f"{gunicorn_url}/api/v1/openapi.json", timeout=5).json()
     assert set(openapi["paths"]) >= {"/api/v1/predict", "/api/v1/classify", "/api/v1/regress"}

@@ -10,7 +10,14 @@ import threading
 import time
 
 import pytest
-from tfsp_client import ClientConfig, TFServingClient, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from tfsp_client import (
+    ClientConfig,
+    TFServingClient,
+    UnknownVersionLabel,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from tfsp_client.config import ConfigError
 from tfsp_client.policy import HostPool
 from tfsp_client.transport import Transport
@@ -30,16 +37,22 @@ class FakeClock:
 
 
 class FakeTransport(Transport):
-    """Each host is "ok" (answers in 5 ms), "slow" (1 s), "hung", "refused" or "rejects"."""
+    """Each host is "ok" (answers in 5 ms), "slow" (1 s), "hung", "refused" or "rejects".
+
+    ``labels[host]``: the version labels the host knows (others get TF Serving's INVALID_ARGUMENT).
+    """
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.mode = {A: "ok", B: "ok"}
+        self.labels = {A: {"stable", "canary"}, B: {"stable", "canary"}}
         self.attempts: list[tuple[str, float]] = []
+        self.asked_labels: list[str | None] = []
         self.probes: list[str] = []
 
-    def _attempt(self, host: str, timeout: float):
+    def _attempt(self, host: str, timeout: float, version_label: str | None = None):
         self.attempts.append((host, timeout))
+        self.asked_labels.append(version_label)
         mode = self.mode[host]
         if mode == "hung":
             self.clock.advance(timeout)
@@ -52,11 +65,23 @@ class FakeTransport(Transport):
             self.clock.advance(min(timeout, 1.0))
             if timeout < 1.0:
                 raise UpstreamTimeout("DEADLINE_EXCEEDED", host)
+        if version_label is not None and version_label not in self.labels[host]:
+            raise UnknownVersionLabel(
+                f"INVALID_ARGUMENT: Unrecognized servable version label: {version_label}", host
+            )
         self.clock.advance(0.005)
-        return [7.0], 1
+        return [7.0], 2 if version_label == "canary" else 1
 
-    def predict(self, host, timeout, signature, inputs, output):
-        return self._attempt(host, timeout)
+    def predict(self, host, timeout, signature, inputs, output, version_label=None):
+        return self._attempt(host, timeout, version_label)
+
+    def classify(self, host, timeout, signature, examples, version_label=None):
+        self._attempt(host, timeout, version_label)
+        return [[("less", 0.9), ("greater", 0.1)]], 1
+
+    def regress(self, host, timeout, signature, examples, version_label=None):
+        values, version = self._attempt(host, timeout, version_label)
+        return values, version
 
     def probe(self, host, timeout):
         self.probes.append(host)
@@ -341,3 +366,90 @@ def test_bad_config_names_the_field(overrides, field, words):
 
 def test_ipv6_targets_are_accepted():
     assert ClientConfig(targets=("[::1]:8500", "127.0.0.1:8500")).hosts[0] == "[::1]:8500"
+
+
+# ------------------------------------------------------------------------------ version labels
+
+
+def test_version_label_is_asked_for_and_reported(make_client, fake):
+    client = make_client()
+    assert predict(client).version_label is None
+    answer = client.predict("add", {"a": [3.0], "b": [4.0]}, version_label="canary")
+    assert (answer.version_label, answer.model_version) == ("canary", 2)
+    assert (
+        client.classify("classify", [{"a": 1.0, "b": 2.0}], version_label="stable").version_label == "stable"
+    )
+    assert client.regress("regress", [{"a": 1.0, "b": 2.0}], version_label="stable").version_label == "stable"
+    assert fake.asked_labels == [None, "canary", "stable", "stable"]
+
+
+def test_host_without_the_label_is_passed_over_but_never_ejected(make_client, fake):
+    client = make_client(eject_after_failures=1)
+    fake.labels[A] = {"stable"}  # A not set up for the canary yet
+    answers = [client.predict("add", {"a": [1.0], "b": [1.0]}, version_label="canary") for _ in range(6)]
+    assert {a.host for a in answers} == {B}
+    assert all(a.model_version == 2 for a in answers)
+    assert not any(h.ejected for h in client.host_health())
+    assert not any(event[0] == "ejected" for event in client.events)
+    assert ("error", A, "UnknownVersionLabel") in client.events
+    # A still serves the labels it has, and unlabelled calls, in its turn.
+    assert {
+        client.predict("add", {"a": [1.0], "b": [1.0]}, version_label="stable").host for _ in range(2)
+    } == {A, B}
+    assert {predict(client).host for _ in range(2)} == {A, B}
+
+
+def test_label_known_nowhere_is_unavailable_not_rejected(make_client, fake):
+    client = make_client(eject_after_failures=1)
+    fake.labels = {A: {"stable"}, B: {"stable"}}
+    for _ in range(3):
+        with pytest.raises(UnknownVersionLabel) as error:
+            client.predict("add", {"a": [1.0], "b": [1.0]}, version_label="canary")
+        assert isinstance(error.value, UpstreamUnavailable)  # 503 for the user, not 400
+        assert not isinstance(error.value, UpstreamRejected)
+    assert len(fake.attempts) == 6  # both hosts asked each time
+    assert not any(h.ejected for h in client.host_health())
+    assert all(h.consecutive_failures == 0 for h in client.host_health())
+
+
+# ------------------------------------------------------------------------------ shadow calls
+
+
+def test_shadow_call_is_one_attempt_on_the_next_host(make_client, fake):
+    client = make_client(attempt_timeout_seconds=0.25, timeout_seconds=2)
+    answer = client.shadow_predict("add", {"a": [3.0], "b": [4.0]}, version_label="canary")
+    assert (answer.host, answer.version_label, answer.model_version) == (A, "canary", 2)
+    assert fake.attempts == [(A, 0.25)]  # one attempt's time, even with the whole deadline left
+    assert client.shadow_classify("classify", [{"a": 1.0, "b": 1.0}], version_label="canary").results
+    assert client.shadow_regress("regress", [{"a": 1.0, "b": 1.0}], version_label="canary").values == [7.0]
+
+
+def test_shadow_calls_leave_no_trace_in_the_routing(make_client, fake):
+    client = make_client(eject_after_failures=1)
+    fake.mode[A] = "hung"
+    for _ in range(5):
+        with pytest.raises(UpstreamTimeout):
+            client.shadow_predict("add", {"a": [1.0], "b": [1.0]}, version_label="canary")
+    fake.labels[A] = set()
+    fake.mode[A] = "ok"
+    with pytest.raises(UnknownVersionLabel):
+        client.shadow_predict("add", {"a": [1.0], "b": [1.0]}, version_label="canary")
+    assert [host for host, _ in fake.attempts] == [A] * 6  # no failover to B
+    assert client.events == []  # no on_error, no ejection
+    assert all(h.consecutive_failures == 0 and not h.errors and not h.ejected for h in client.host_health())
+    # The user calls' rotation is untouched: A then B, as for a fresh client.
+    assert [predict(client).host for _ in range(2)] == [A, B]
+
+
+def test_pool_peek_takes_no_turn(clock):
+    pool = HostPool((A, B), calls_per_turn=2, clock=clock)
+    assert [pool.peek() for _ in range(3)] == [A, A, A]
+    assert [pool.order()[0] for _ in range(3)] == [A, A, B]
+    assert pool.peek() == B
+    pool.failed(B, "UpstreamTimeout")
+    pool.failed(B, "UpstreamTimeout")
+    assert pool.peek() == A  # admitted hosts first
+    clock.advance(1)
+    pool.failed(A, "UpstreamTimeout")
+    pool.failed(A, "UpstreamTimeout")
+    assert pool.peek() == B  # all ejected: the soonest due

@@ -84,7 +84,8 @@ def test_healthz_does_not_depend_on_tf_serving(client, unreachable):
 def test_upstream_errors_are_counted_in_the_metrics(client, unreachable):
     def count() -> float:
         text = client.get("/metrics").content.decode()
-        prefix = 'tfsp_web_upstream_errors_total{call="multiply",kind="UpstreamUnavailable"} '
+        labels = 'call="multiply",kind="UpstreamUnavailable",version_label=""'
+        prefix = f"tfsp_web_upstream_errors_total{{{labels}}} "
         lines = [line for line in text.splitlines() if line.startswith(prefix)]
         return float(lines[0].split()[-1]) if lines else 0.0
 

@@ -10,6 +10,7 @@ from tfsp_client.config import ClientConfig, ConfigError
 from tfsp_client.errors import (
     ModelNotFound,
     ServingError,
+    UnknownVersionLabel,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
@@ -41,6 +42,7 @@ __all__ = [
     "Signature",
     "TFServingClient",
     "TensorSpec",
+    "UnknownVersionLabel",
     "UpstreamError",
     "UpstreamRejected",
     "UpstreamTimeout",

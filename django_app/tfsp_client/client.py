@@ -6,6 +6,12 @@ per-attempt deadline; when that host does not answer in time or cannot be reache
 re-issued at once on the next host, within the call's overall deadline (the last host tried gets
 all the time left). A host that keeps failing is ejected for a while and re-admitted by a
 background probe (``prober``). Failures surface as the typed errors of ``tfsp_client.errors``.
+
+Predict, Classify and Regress may ask for a TF Serving version label (a release's "stable" or
+"canary"). A host that does not know the label (not yet set up for the release) answers
+INVALID_ARGUMENT; the call moves on to the next host as after no answer, but the host is not
+counted as failing. ``shadow_*`` calls are single attempts for background comparisons: one host,
+one attempt's time, and no trace in the routing state.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from tfsp_client.config import ClientConfig
-from tfsp_client.errors import ServingError, UpstreamTimeout, UpstreamUnavailable
+from tfsp_client.errors import ServingError, UnknownVersionLabel, UpstreamTimeout, UpstreamUnavailable
 from tfsp_client.policy import HostPool
 from tfsp_client.prober import Prober
 from tfsp_client.results import (
@@ -101,6 +107,13 @@ class TFServingClient:
                     if self._worth_all(host, hosts[index + 1 :])
                     else min(left, self.config.attempt_timeout_seconds),
                 )
+            except UnknownVersionLabel as error:
+                # An answer (the host is alive and serves other labels), but not one for this call.
+                last_error = error
+                self._pool.succeeded(host)
+                if self._on_error is not None:
+                    self._on_error(host, type(error).__name__)
+                continue
             except NO_ANSWER as error:
                 last_error = error
                 self._failed(host, error)
@@ -113,6 +126,18 @@ class TFServingClient:
         if last_error is None:
             raise UpstreamTimeout("deadline passed before any host was tried", hosts[0])
         raise last_error
+
+    def _single_attempt(self, call: Callable[[str, float], T]) -> tuple[T, Answer]:
+        """Run ``call`` once on the host the next call would try, within one attempt's time.
+
+        For shadow traffic: no re-issue, and nothing recorded in the host pool (no failure, no
+        success, no ejection, no ``on_error``), so background calls never change how user calls
+        are routed.
+        """
+        started = self._clock()
+        host = self._pool.peek()
+        result = call(host, self.config.attempt_timeout_seconds)
+        return result, Answer(host=host, elapsed_ms=(self._clock() - started) * 1000)
 
     def _worth_all(self, host: str, rest: list[str]) -> bool:
         """Whether ``host`` gets all the time left: it is the last one, or the last admitted one.
@@ -135,31 +160,87 @@ class TFServingClient:
                 self._on_ejection(host, True)
             self.prober.start()
 
-    def predict(self, signature: str, inputs: dict[str, list[float]], output: str = "result") -> Prediction:
+    def predict(
+        self,
+        signature: str,
+        inputs: dict[str, list[float]],
+        output: str = "result",
+        *,
+        version_label: str | None = None,
+    ) -> Prediction:
         """Predict with a signature; returns the flattened ``output`` tensor."""
-        (values, version), answer = self._with_failover(
-            lambda host, left: self._transport.predict(host, left, signature, inputs, output)
+        return self._predict(self._with_failover, signature, inputs, output, version_label)
+
+    def classify(
+        self, signature: str, examples: list[dict[str, float]], *, version_label: str | None = None
+    ) -> Classification:
+        """Classify tf.Examples built from float features."""
+        return self._classify(self._with_failover, signature, examples, version_label)
+
+    def regress(
+        self, signature: str, examples: list[dict[str, float]], *, version_label: str | None = None
+    ) -> Regression:
+        """Regress tf.Examples built from float features."""
+        return self._regress(self._with_failover, signature, examples, version_label)
+
+    def shadow_predict(
+        self, signature: str, inputs: dict[str, list[float]], output: str = "result", *, version_label: str
+    ) -> Prediction:
+        """``predict`` as one attempt on one host that leaves no trace in the routing (shadow traffic)."""
+        return self._predict(self._single_attempt, signature, inputs, output, version_label)
+
+    def shadow_classify(
+        self, signature: str, examples: list[dict[str, float]], *, version_label: str
+    ) -> Classification:
+        """``classify`` as one attempt on one host that leaves no trace in the routing."""
+        return self._classify(self._single_attempt, signature, examples, version_label)
+
+    def shadow_regress(
+        self, signature: str, examples: list[dict[str, float]], *, version_label: str
+    ) -> Regression:
+        """``regress`` as one attempt on one host that leaves no trace in the routing."""
+        return self._regress(self._single_attempt, signature, examples, version_label)
+
+    def _predict(self, run, signature, inputs, output, version_label) -> Prediction:
+        (values, version), answer = run(
+            lambda host, left: self._transport.predict(
+                host, left, signature, inputs, output, version_label=version_label
+            )
         )
         return Prediction(
-            host=answer.host, elapsed_ms=answer.elapsed_ms, values=values, model_version=version
+            host=answer.host,
+            elapsed_ms=answer.elapsed_ms,
+            values=values,
+            model_version=version,
+            version_label=version_label,
         )
 
-    def classify(self, signature: str, examples: list[dict[str, float]]) -> Classification:
-        """Classify tf.Examples built from float features."""
-        (results, version), answer = self._with_failover(
-            lambda host, left: self._transport.classify(host, left, signature, examples)
+    def _classify(self, run, signature, examples, version_label) -> Classification:
+        (results, version), answer = run(
+            lambda host, left: self._transport.classify(
+                host, left, signature, examples, version_label=version_label
+            )
         )
         return Classification(
-            host=answer.host, elapsed_ms=answer.elapsed_ms, results=results, model_version=version
+            host=answer.host,
+            elapsed_ms=answer.elapsed_ms,
+            results=results,
+            model_version=version,
+            version_label=version_label,
         )
 
-    def regress(self, signature: str, examples: list[dict[str, float]]) -> Regression:
-        """Regress tf.Examples built from float features."""
-        (values, version), answer = self._with_failover(
-            lambda host, left: self._transport.regress(host, left, signature, examples)
+    def _regress(self, run, signature, examples, version_label) -> Regression:
+        (values, version), answer = run(
+            lambda host, left: self._transport.regress(
+                host, left, signature, examples, version_label=version_label
+            )
         )
         return Regression(
-            host=answer.host, elapsed_ms=answer.elapsed_ms, values=values, model_version=version
+            host=answer.host,
+            elapsed_ms=answer.elapsed_ms,
+            values=values,
+            model_version=version,
+            version_label=version_label,
         )
 
     def metadata(self) -> ModelMetadata:

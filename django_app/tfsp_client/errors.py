@@ -1,8 +1,9 @@
 """Typed errors of the TF Serving client, each with a message fit to show a user.
 
-The web tier maps them to HTTP statuses: ``UpstreamUnavailable`` and ``UpstreamTimeout`` mean
-"try again later" (503); ``UpstreamRejected`` means TF Serving refused the request as invalid (400);
-``UpstreamError`` is anything else TF Serving answered with (503, since the web tier cannot fix it).
+The web tier maps them to HTTP statuses: ``UpstreamUnavailable`` (``UnknownVersionLabel`` included)
+and ``UpstreamTimeout`` mean "try again later" (503); ``UpstreamRejected`` means TF Serving refused
+the request as invalid (400); ``UpstreamError`` is anything else TF Serving answered with (503,
+since the web tier cannot fix it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ class UpstreamUnavailable(ServingError):
     """No TF Serving host could be reached (connection refused, DNS, all hosts down)."""
 
     user_message = "The model server is unavailable right now. Please try again in a moment."
+
+
+class UnknownVersionLabel(UpstreamUnavailable):
+    """The host answered that it knows no such version label: it is not (yet) set up for the release.
+
+    For the call, the same as no answer (it moves on to the next host; when no host has the label,
+    the user is told to try again later); for the host, not a failure: it answers for other labels,
+    so it is never ejected for this.
+    """
+
+    #: How TF Serving words it (INVALID_ARGUMENT over gRPC, 400 over REST).
+    marker = "Unrecognized servable version label"
 
 
 class UpstreamTimeout(ServingError):

@@ -40,6 +40,7 @@ from tfsp_client.config import ClientConfig
 from tfsp_client.errors import (
     ModelNotFound,
     ServingError,
+    UnknownVersionLabel,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
@@ -169,8 +170,11 @@ class GrpcTransport(Transport):
         self._models = {h: model_service_pb2_grpc.ModelServiceStub(c) for h, c in self._channels.items()}
         self._health = {h: health_pb2_grpc.HealthStub(c) for h, c in self._channels.items()}
 
-    def _spec(self, signature: str = "") -> model_pb2.ModelSpec:
-        return model_pb2.ModelSpec(name=self._config.model_name, signature_name=signature)
+    def _spec(self, signature: str = "", version_label: str | None = None) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self._config.model_name, signature_name=signature)
+        if version_label is not None:
+            spec.version_label = version_label
+        return spec
 
     @classmethod
     def _call(cls, host: str, method: Callable[..., T], request: Any, timeout: float) -> T:
@@ -183,11 +187,13 @@ class GrpcTransport(Transport):
     def _raise(host: str, error: grpc.RpcError):
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         details = error.details() if hasattr(error, "details") else str(error)
+        if code == grpc.StatusCode.INVALID_ARGUMENT and UnknownVersionLabel.marker in (details or ""):
+            raise UnknownVersionLabel(f"{code.name}: {details}", host) from None
         raise _GRPC_ERRORS.get(code, UpstreamError)(f"{code.name}: {details}", host) from None
 
-    def predict(self, host, timeout, signature, inputs, output):
+    def predict(self, host, timeout, signature, inputs, output, version_label=None):
         request = predict_pb2.PredictRequest(
-            model_spec=self._spec(signature),
+            model_spec=self._spec(signature, version_label),
             inputs={name: _float_tensor(values) for name, values in inputs.items()},
             output_filter=[output],
         )
@@ -196,9 +202,9 @@ class GrpcTransport(Transport):
             raise UpstreamError(f"response has no output {output!r}", host)
         return tensor_values(response.outputs[output]), _version(response.model_spec)
 
-    def classify(self, host, timeout, signature, examples):
+    def classify(self, host, timeout, signature, examples, version_label=None):
         request = classification_pb2.ClassificationRequest(
-            model_spec=self._spec(signature), input=_examples(examples)
+            model_spec=self._spec(signature, version_label), input=_examples(examples)
         )
         response = self._call(host, self._prediction[host].Classify, request, timeout)
         results = [
@@ -206,9 +212,9 @@ class GrpcTransport(Transport):
         ]
         return results, _version(response.model_spec)
 
-    def regress(self, host, timeout, signature, examples):
+    def regress(self, host, timeout, signature, examples, version_label=None):
         request = regression_pb2.RegressionRequest(
-            model_spec=self._spec(signature), input=_examples(examples)
+            model_spec=self._spec(signature, version_label), input=_examples(examples)
         )
         response = self._call(host, self._prediction[host].Regress, request, timeout)
         return [float(r.value) for r in response.result.regressions], _version(response.model_spec)

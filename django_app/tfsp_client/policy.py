@@ -27,7 +27,6 @@ No sleeps and no threads here: time comes from ``clock`` (a fake one in the unit
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import Counter
@@ -73,7 +72,7 @@ class HostPool:
         self._token_ratio = token_ratio
         self._calls_per_turn = calls_per_turn
         self._clock = clock
-        self._counter = itertools.count()
+        self._calls = 0
         self._lock = threading.Lock()
 
     def label(self, host: str) -> str:
@@ -89,9 +88,18 @@ class HostPool:
             admitted = [h.name for h in self._hosts if h.ejected_until is None]
             ejected = sorted((h for h in self._hosts if h.ejected_until is not None), key=_due)
             if admitted:
-                start = next(self._counter) // self._calls_per_turn % len(admitted)
+                start = self._calls // self._calls_per_turn % len(admitted)
                 admitted = admitted[start:] + admitted[:start]
+            self._calls += 1
             return admitted + [h.name for h in ejected]
+
+    def peek(self) -> str:
+        """The host the next call would try first, without taking a turn (for shadow calls)."""
+        with self._lock:
+            admitted = [h.name for h in self._hosts if h.ejected_until is None]
+            if admitted:
+                return admitted[self._calls // self._calls_per_turn % len(admitted)]
+            return min(self._hosts, key=_due).name
 
     def is_ejected(self, host: str) -> bool:
         """Whether calls currently skip ``host`` (while any admitted host is left)."""

@@ -9,6 +9,7 @@ one (no answer) costs one attempt's time, not the call's.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import urllib3
 
@@ -16,6 +17,7 @@ from tfsp_client.config import ClientConfig
 from tfsp_client.errors import (
     ModelNotFound,
     ServingError,
+    UnknownVersionLabel,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
@@ -32,6 +34,11 @@ _HTTP_ERRORS: dict[int, type[ServingError]] = {
     503: UpstreamUnavailable,
     504: UpstreamTimeout,
 }
+
+
+def _labelled(verb: str, version_label: str | None) -> str:
+    """``:predict``, or ``/labels/<label>:predict`` for the version a label points at."""
+    return verb if version_label is None else f"/labels/{quote(version_label, safe='')}{verb}"
 
 
 class RestTransport(Transport):
@@ -68,15 +75,22 @@ class RestTransport(Transport):
         except ValueError:
             data = {"error": response.data[:200].decode(errors="replace")}
         if response.status != 200:
+            message = str(data.get("error", ""))
             error_class = _HTTP_ERRORS.get(response.status, UpstreamError)
-            raise error_class(f"HTTP {response.status}: {data.get('error', '')}", host)
+            if response.status == 400 and UnknownVersionLabel.marker in message:
+                error_class = UnknownVersionLabel
+            raise error_class(f"HTTP {response.status}: {message}", host)
         return data
 
-    def predict(self, host, timeout, signature, inputs, output):
+    def predict(self, host, timeout, signature, inputs, output, version_label=None):
         for values in inputs.values():
             pack_float32(values)
         data = self._request(
-            host, timeout, "POST", ":predict", {"signature_name": signature, "inputs": inputs}
+            host,
+            timeout,
+            "POST",
+            _labelled(":predict", version_label),
+            {"signature_name": signature, "inputs": inputs},
         )
         outputs = data.get("outputs")
         if isinstance(outputs, dict):
@@ -85,17 +99,25 @@ class RestTransport(Transport):
             raise UpstreamError(f"response has no output {output!r}", host)
         return [float(v) for v in outputs], None
 
-    def classify(self, host, timeout, signature, examples):
+    def classify(self, host, timeout, signature, examples, version_label=None):
         data = self._request(
-            host, timeout, "POST", ":classify", {"signature_name": signature, "examples": examples}
+            host,
+            timeout,
+            "POST",
+            _labelled(":classify", version_label),
+            {"signature_name": signature, "examples": examples},
         )
         return [
             [(str(label), float(score)) for label, score in item] for item in data.get("results", [])
         ], None
 
-    def regress(self, host, timeout, signature, examples):
+    def regress(self, host, timeout, signature, examples, version_label=None):
         data = self._request(
-            host, timeout, "POST", ":regress", {"signature_name": signature, "examples": examples}
+            host,
+            timeout,
+            "POST",
+            _labelled(":regress", version_label),
+            {"signature_name": signature, "examples": examples},
         )
         return [float(v) for v in data.get("results", [])], None
 

@@ -19,6 +19,7 @@ class Prediction(Answer):
 
     values: list[float] = field(default_factory=list)
     model_version: int | None = None
+    version_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Classification(Answer):
 
     results: list[list[tuple[str, float]]] = field(default_factory=list)
     model_version: int | None = None
+    version_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Regression(Answer):
 
     values: list[float] = field(default_factory=list)
     model_version: int | None = None
+    version_label: str | None = None
 
 
 @dataclass(frozen=True)
