@@ -367,9 +367,13 @@ def routing(request: Mapping[str, Any], phase: str) -> dict[str, Any] | None:
     }
 
 
-def queries(window_seconds: float, quantile: float, stable_label: str, canary_label: str) -> dict[str, str]:
-    """The PromQL queries the decision reads (instant queries over the window)."""
-    window = f"{round(window_seconds)}s"
+def queries(window_seconds: Any, quantile: Any, stable_label: str, canary_label: str) -> dict[str, str]:
+    """The PromQL queries the decision reads (instant queries over the window).
+
+    The numbers may come as text (extra vars on the command line are strings).
+    """
+    window = f"{round(float(window_seconds))}s"
+    quantile = float(quantile)
 
     def increase(metric: str, label: str) -> str:
         return f'sum(increase({metric}{{version_label="{label}"}}[{window}]))'

@@ -182,7 +182,7 @@ def test_routing_phases():
 
 
 def test_queries_select_the_labels_and_the_window():
-    queries = release.queries(60, 0.99, "stable", "canary")
+    queries = release.queries("60", "0.99", "stable", "canary")  # extra vars arrive as text
     assert (
         queries["stable_ok"]
         == 'sum(increase(tfsp_web_upstream_duration_seconds_count{version_label="stable"}[60s]))'
