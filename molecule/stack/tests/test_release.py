@@ -25,9 +25,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -46,9 +48,17 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 RESULTS = REPO_ROOT / "build" / "drill-results" / "releases.json"
 #: Prometheus scrapes every 5 s here (inventory/local): 30 s is six scrapes.
 WINDOW = 30
-#: The stack's latency is a few ms; the slow version answers DELAY_MS late.
-DELAY_MS = 120
-THRESHOLDS = {"max_latency_ms": 80, "max_latency_over_stable_ms": 60, "min_canary_calls": 50}
+#: The slow version answers DELAY_MS late (under the web tier's 250 ms attempt deadline, so its calls
+#: are slow, not failed over). The decision compares p90, which a slow version moves as a whole
+#: while a loaded two-core machine moves mostly the tail (p99 of a good canary reached 90 ms here
+#: with other work running).
+DELAY_MS = 150
+THRESHOLDS = {
+    "latency_quantile": 0.9,
+    "max_latency_ms": 100,
+    "max_latency_over_stable_ms": 80,
+    "min_canary_calls": 50,
+}
 
 
 def _source() -> Path:
@@ -106,6 +116,8 @@ def _keep(name: str, load: LoadLoop, seconds: float, events: list[dict], started
         "started_at": started,
         # Every 10 s of the run: answers by version, and failures.
         "timeline": _timeline(records, started),
+        # What users waited inside the decision window (split and shadow on) and outside it.
+        "p50_ms": _p50_in_and_out_of_window(records, events),
     }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
@@ -120,6 +132,23 @@ def _timeline(records, started: float) -> list[dict]:
         else:
             bucket["failed"] += 1
     return [{"second": second, **bucket} for second, bucket in sorted(buckets.items())]
+
+
+def _p50_in_and_out_of_window(records, events: list[dict]) -> dict:
+    decision = next((event for event in events if event["event"] == "decision"), None)
+    if decision is None:
+        return {}
+
+    def epoch(text: str) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+    opened, decided = epoch(decision["window_opened"]), epoch(decision["at"])
+    inside = [r.elapsed_ms for r in records if r.ok and opened <= r.wall <= decided]
+    outside = [r.elapsed_ms for r in records if r.ok and not opened <= r.wall <= decided]
+    return {
+        "window": round(statistics.median(inside), 1) if inside else None,
+        "outside_window": round(statistics.median(outside), 1) if outside else None,
+    }
 
 
 def _available(host, name: str) -> set[int]:
