@@ -151,6 +151,19 @@ def _p50_in_and_out_of_window(records, events: list[dict]) -> dict:
     }
 
 
+def _next_version(host) -> int:
+    """A number no version ever had: above the controller's and every serving host's quarantine.
+
+    Versions are immutable, and an earlier drill's faulty version (removed from the controller, as
+    an operator would) stays quarantined on the hosts under its number, which is never reused.
+    """
+    taken = set(_controller_versions())
+    for name in SERVING_HOSTS:
+        listing = host(name).run(f"ls {MODEL_BASE}/.quarantine").stdout.split()
+        taken |= {int(entry.split("-")[1]) for entry in listing if entry.startswith("calculator-")}
+    return max(taken) + 1
+
+
 def _available(host, name: str) -> set[int]:
     return {version for version, state in _states(host, name).items() if state == "AVAILABLE"}
 
@@ -173,7 +186,13 @@ def test_bad_release_requests_stop_before_any_host(inventory_file, host, tmp_pat
     stable = _served(host)
     log = tmp_path / "bad.jsonl"
     bad, _ = _release(
-        inventory_file, log, stable + 1, "-e", "release_canary_percent=150", "-e", "release_window_seconds=5"
+        inventory_file,
+        log,
+        _next_version(host),
+        "-e",
+        "release_canary_percent=150",
+        "-e",
+        "release_window_seconds=5",
     )
     said = bad.stdout + bad.stderr
     assert bad.returncode != 0
@@ -193,7 +212,7 @@ def test_bad_release_requests_stop_before_any_host(inventory_file, host, tmp_pat
 
 def test_good_version_is_promoted_under_load(inventory_file, host, site_urls, tmp_path):
     stable = _served(host)
-    good = max(_controller_versions()) + 1
+    good = _next_version(host)
     shutil.copytree(_source() / str(stable), _source() / str(good))
     result, load, events, said = _run_release(
         inventory_file,
@@ -226,7 +245,7 @@ def test_good_version_is_promoted_under_load(inventory_file, host, site_urls, tm
 
 def test_wrong_answers_are_caught_by_shadow_and_rolled_back(inventory_file, host, site_urls, tmp_path):
     stable = _served(host)
-    wrong = max(_controller_versions()) + 1
+    wrong = _next_version(host)
     subprocess.run(
         [
             sys.executable,
@@ -268,7 +287,7 @@ def test_wrong_answers_are_caught_by_shadow_and_rolled_back(inventory_file, host
 
 def test_slow_version_is_rolled_back_on_latency(inventory_file, host, site_urls, tmp_path):
     stable = _served(host)
-    slow = max(_controller_versions()) + 1
+    slow = _next_version(host)
     shutil.copytree(_source() / str(stable), _source() / str(slow))
     (_source() / str(slow) / "standin-delay-ms").write_text(f"{DELAY_MS}\n")
     try:
