@@ -407,11 +407,11 @@ def _samples(answer: Any) -> list[tuple[dict[str, str], float | None]]:
 
 
 def _total(answer: Any) -> float:
-    return sum(value for _, value in _samples(answer) if value is not None)
+    return sum(value for _labels, value in _samples(answer) if value is not None)
 
 
 def _quantile_ms(answer: Any) -> float | None:
-    values = [value for _, value in _samples(answer) if value is not None]
+    values = [value for _labels, value in _samples(answer) if value is not None]
     return round(values[0] * 1000, 3) if values else None
 
 
