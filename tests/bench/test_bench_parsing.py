@@ -283,3 +283,46 @@ def test_ab_rounds_must_be_positive():
     assert parse_args(["--baseline", "HEAD~1"]).baseline == "HEAD~1"
     with pytest.raises(SystemExit):
         parse_args(["--baseline", "HEAD~1", "--ab-rounds", "0"])
+
+
+def _load(target, c, p50, requests):
+    return LoadResult(target, c, "wrk", 10.0, requests, 0, p50, p50, p50 * 2, p50, p50 * 3)
+
+
+def test_issue20_targets_are_same_run_ratios_against_direct_grpc():
+    # The issue's own figures (3.06x, 56%) miss both targets; 2.03x and 70% are the limits.
+    def lines(web_p50, web_requests):
+        results = [
+            _load("grpc_direct", 1, 1.0, 1000),
+            _load("grpc_direct", 32, 29.0, 11000),
+            _load("django_grpc", 1, web_p50, 400),
+            _load("django_grpc", 32, 40.0, web_requests),
+        ]
+        return report.issue20_verdicts(results)
+
+    latency, throughput = lines(3.06, 6160)
+    assert latency == (
+        "#20 latency: the web tier adds 2.06 ms at p50, concurrency 1, 3.06x direct gRPC "
+        "(target at most 2.03x: half of the 2.06 direct p50s it added at 3.06x): NOT met."
+    )
+    assert throughput == (
+        "#20 throughput: the Django API serves 616 req/s at concurrency 32, 56% of direct gRPC's 1100 "
+        "(target at least 70%): NOT met."
+    )
+    latency, throughput = lines(2.03, 7700)
+    assert latency.endswith(
+        "2.03x direct gRPC (target at most 2.03x: half of the 2.06 direct p50s it added at 3.06x): met."
+    )
+    assert throughput.endswith(
+        "770 req/s at concurrency 32, 70% of direct gRPC's 1100 (target at least 70%): met."
+    )
+    assert lines(2.04, 7699)[0].endswith("NOT met.")
+    assert lines(2.04, 7699)[1].endswith("NOT met.")
+    # Without both paths at a level, no verdict for that target.
+    assert report.issue20_verdicts([_load("grpc_direct", 1, 1.0, 1000)]) == []
+
+
+def test_issue20_verdicts_are_in_the_report():
+    results = [_load(k, c, 1.0 + c, 10000) for k in ("grpc_direct", "django_grpc") for c in (1, 32)]
+    assert any(line.startswith("#20 latency") for line in report.verdicts({}, results))
+    assert any(line.startswith("#20 throughput") for line in report.verdicts({}, results))
