@@ -90,6 +90,9 @@ def _release(
         text=True,
         check=False,
     )
+    # The play's whole output (profile_tasks times each task), kept beside the drill's figures.
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    (RESULTS.parent / f"release-{log.stem}.log").write_text(result.stdout + result.stderr)
     return result, time.monotonic() - started
 
 
