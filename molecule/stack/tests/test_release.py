@@ -86,6 +86,8 @@ def _release(
         ["ansible-playbook", "playbooks/release.yml", "-i", inventory_file, *args, *extra],
         cwd=REPO_ROOT,
         env={**os.environ, "TFSP_RELEASE_LOG": str(log)},
+        # No terminal: the plays' pauses sleep instead of waiting on a prompt.
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
