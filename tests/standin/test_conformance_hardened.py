@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from standin_support import add_version, docker, make_model_base, predict_add
+import yaml
+from standin_support import REPO_ROOT, add_version, docker, make_model_base, predict_add
 
 pytestmark = pytest.mark.docker
 
@@ -31,6 +32,31 @@ HARDENING = (
     "--tmpfs", "/tmp:rw,noexec,nosuid,nodev,size=64m",
     "--pids-limit", "4096",
 )  # fmt: skip
+
+
+def _role_healthcheck(model_name: str) -> list[str]:
+    """The container healthcheck command of roles/tf_serving/tasks/serve.yml, for one model.
+
+    Read from the role itself, so that the image is checked for what the role runs in it
+    (bash with /dev/tcp, printf, grep), whatever that becomes.
+    """
+
+    def found(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("healthcheck"), dict):
+                yield node["healthcheck"]["test"]
+            for value in node.values():
+                yield from found(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from found(value)
+
+    tasks = yaml.safe_load((REPO_ROOT / "roles/tf_serving/tasks/serve.yml").read_text())
+    tests = {tuple(test) for test in found(tasks)}  # YAML aliases repeat one
+    assert len(tests) == 1, tests
+    kind, *command = tests.pop()
+    assert kind == "CMD", kind
+    return [part.replace("{{ tf_serving_models[0].name }}", model_name) for part in command]
 
 
 def _world_readable(root) -> None:
@@ -66,6 +92,18 @@ def _status_fields(container_name: str) -> list[dict[str, str]]:
 
 def test_serves_predict_under_the_hardening(hardened):
     assert predict_add(hardened.channel) == [5.0]
+
+
+def test_the_roles_healthcheck_passes_under_the_hardening(hardened):
+    """The image has what the role's healthcheck runs, and the check passes as nobody."""
+    result = docker("exec", hardened.name, *_role_healthcheck("calculator"), check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_roles_healthcheck_fails_for_a_model_not_served(hardened):
+    """A positive control: the same check tells an unavailable model from an available one."""
+    result = docker("exec", hardened.name, *_role_healthcheck("not-served"), check=False)
+    assert result.returncode != 0
 
 
 def test_no_process_holds_a_privilege(hardened):
