@@ -50,13 +50,17 @@ $(WEB_VENV)/.installed: $(shell git ls-files django_app 2>/dev/null) | venv
 
 setup: system-deps venv ## everything the tests and the demo need on the controller
 
+# The test hosts the run needs: Debian 12's for the demo and `make test`
+# (tests/molecule_matrix.yml runs every scenario on it), Debian 13's as well
+# for `make test-all`.
+IMAGES ?= testhost-bookworm
 images: system-deps ## build the local test-host images (rebuilt only when their recipe changes)
-	tests/images/build
+	tests/images/build $(IMAGES)
 
 models: venv ## export the calculator SavedModel (version 1) used by the tests and the demo
 	@[ -d $(MODEL_BASE)/calculator/1 ] || $(VENV)/bin/python -m model_src.export --model-base $(MODEL_BASE) --name calculator --version 1
 
-standin-image: images ## build the TF Serving stand-in image (a test fixture, never production) and its archive
+standin-image: images | venv ## build the TF Serving stand-in image (a test fixture, never production) and its archive
 	tests/images/build tf-serving-standin
 	tests/standin/save-archive $(STANDIN_ARCHIVE)
 
@@ -88,9 +92,12 @@ test: setup images lint models standin-image web-venv ## the whole suite, as CI 
 	exit $$rc
 
 test-all: ## the whole suite with every scenario on Debian 12 and 13
-	$(MAKE) test MOLECULE_MATRIX=all
+	$(MAKE) test MOLECULE_MATRIX=all IMAGES="testhost-bookworm testhost-trixie"
 
-demo: setup images models standin-image web-venv ## bring the stack up on local containers and print the URL
+# The set-up steps run two at a time (the images build while pip installs the
+# virtualenv), each step's output kept together.
+demo: ## bring the stack up on local containers and print the URL
+	$(MAKE) -j2 --output-sync=target setup images models standin-image web-venv
 	tests/demo/up
 
 bench: venv ## benchmark the local stack (after `make demo`): writes results/

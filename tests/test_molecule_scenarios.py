@@ -34,6 +34,11 @@ def _case_id(case) -> str:
 @pytest.mark.parametrize("case", cases(os.environ.get("MOLECULE_MATRIX") == "all"), ids=_case_id)
 def test_molecule_scenario(case) -> None:
     scenario, distro = case
+    image = f"tfsp/testhost:{distro}"
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode:
+        pytest.fail(
+            f"no image {image}: build it with `tests/images/build testhost-{distro}` (or `make test-all`)"
+        )
     project_dir = scenario.parent.parent
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     stem = _case_id(case).replace("/", "_")
