@@ -1,0 +1,54 @@
+"""calculator_web's gunicorn.conf.py for each worker model: valid Python with the settings asked for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "roles/calculator_web/templates/gunicorn.conf.py.j2"
+SETTINGS = {
+    "ansible_managed": "managed",
+    "calculator_web_gunicorn_workers": 5,
+    "calculator_web_gunicorn_threads": 4,
+    "calculator_web_gunicorn_keepalive": 75,
+    "calculator_web_gunicorn_timeout": 30,
+    "calculator_web_gunicorn_graceful_timeout": 30,
+    "calculator_web_forwarded_allow_ips": ["127.0.0.1", "::1"],
+}
+
+
+def _rendered(**settings) -> dict:
+    # Python source, not HTML: nothing to escape (as Ansible renders it).
+    environment = jinja2.Environment(  # noqa: S701
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    environment.filters["to_json"] = json.dumps
+    text = environment.from_string(TEMPLATE.read_text()).render(**SETTINGS, **settings)
+    found: dict = {}
+    exec(compile(text, str(TEMPLATE), "exec"), found)  # noqa: S102 - our own template, rendered here
+    return found
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_sync_workers_have_no_threads(access_log):
+    config = _rendered(
+        calculator_web_gunicorn_worker_class="sync", calculator_web_gunicorn_access_log=access_log
+    )
+    assert config["worker_class"] == "sync"
+    assert config["workers"] == 5
+    assert "threads" not in config
+    assert config["accesslog"] == ("-" if access_log else None)
+
+
+def test_gthread_workers_get_threads_and_outlast_nginx_keepalive():
+    config = _rendered(
+        calculator_web_gunicorn_worker_class="gthread", calculator_web_gunicorn_access_log=False
+    )
+    assert config["worker_class"] == "gthread"
+    assert config["threads"] == 4
+    # Above nginx's upstream keepalive_timeout (60 s by default): nginx closes an idle connection first.
+    assert config["keepalive"] > 60
+    assert config["forwarded_allow_ips"] == "127.0.0.1,::1"
