@@ -16,7 +16,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MODEL_BASE := build/models
 STANDIN_ARCHIVE := build/images/tf-serving-standin.tar
 
-.PHONY: help setup system-deps venv web-venv images models standin-image collection lint test test-all unit molecule demo demo-down bench lock clean
+.PHONY: help setup system-deps venv web-venv images models standin-image collection lint test test-all unit molecule demo demo-down bench profile lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -103,6 +103,10 @@ demo: ## bring the stack up on local containers and print the URL
 bench: venv ## benchmark the local stack (after `make demo`): writes results/
 	tests/images/build bench
 	cd tests/bench && TF_CPP_MIN_LOG_LEVEL=3 $(CURDIR)/$(VENV)/bin/python -m tfsp_bench $(BENCH_ARGS)
+
+profile: venv ## profile the web tier under wrk (after `make demo`, as root): CPU per process, py-spy top functions
+	tests/images/build bench
+	cd tests/bench && TF_CPP_MIN_LOG_LEVEL=3 $(CURDIR)/$(VENV)/bin/python -m tfsp_bench.profile $(PROFILE_ARGS)
 
 demo-down: ## tear the local demo stack down
 	tests/demo/down
