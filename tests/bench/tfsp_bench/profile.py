@@ -10,7 +10,7 @@ network namespace, as `make bench` does:
 2. A py-spy profile of every gunicorn worker (wall clock, idle included): the top functions by
    share of the samples taken while a worker handled a request, inclusive and self.
 
-Prints markdown and writes results/profile.md and the raw py-spy stacks (results/profile-raw.txt).
+Prints markdown and writes results/profile.md; py-spy's raw stacks go to build/profile-raw.txt.
 The stack is profiled as deployed (mutual TLS between the tiers as the inventory says).
 """
 
@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     master = gunicorn_master(VANTAGE)
     target = Target("django_grpc", "Django API", API_URL)
     args.out.mkdir(parents=True, exist_ok=True)
-    raw_path = args.out / "profile-raw.txt"
+    raw_path = REPO / "build" / "profile-raw.txt"
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
     with LoadContainer(VANTAGE) as load:
         load.wrk(target, args.concurrency, 3, "predict-api.json", "")  # warm-up
         before = cpu_snapshot()
