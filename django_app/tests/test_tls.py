@@ -81,7 +81,11 @@ def pki(tmp_path_factory) -> Pki:
 def tls_server(pki) -> Iterator[str]:
     """localhost:port of a gRPC server with the health service, requiring a client certificate."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    servicer = health.HealthServicer()
+    # Blocking Watch streams: in its default non-blocking mode, grpcio-health-checking's servicer
+    # sends a Watch's first answer while holding its lock, and the stream's close callback (a client
+    # channel gone before that answer left) waits for the same lock on the thread that would
+    # complete the send: server.stop() then never returns. Blocking mode queues the answer instead.
+    servicer = health.HealthServicer(experimental_non_blocking=False)
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     read = lambda name: (pki.directory / name).read_bytes()  # noqa: E731
