@@ -66,7 +66,8 @@ class HealthService:
     """The statuses and the open ``Watch`` streams; ``shutdown`` is gRPC's own shutdown step."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the statuses and the watchers; never held while sending
+        self._sends = threading.Lock()  # one sending thread at a time: each stream's answers in order
         self._status = {OVERALL: SERVING}
         self._watchers: dict[str, set[Callable]] = {}
         self._shut_down = False
@@ -81,32 +82,42 @@ class HealthService:
     def Watch(self, request, context, send_response_callback=None):
         service = request.service
         send = send_response_callback
-        with self._lock:
-            send(HealthCheckResponse(status=self._status.get(service, SERVICE_UNKNOWN)))
-            if self._shut_down:
-                send(None)  # ends the stream (status OK): the client watches again elsewhere
-                return
-            self._watchers.setdefault(service, set()).add(send)
 
         def forget() -> None:
             with self._lock:
                 self._watchers.get(service, set()).discard(send)
 
-        context.add_callback(forget)
+        # A send waits until gRPC's serving thread has passed the previous message on, and that
+        # thread also runs the stream's close callback (``forget``, which takes ``_lock``): so no
+        # send happens under ``_lock``, or a stream closed while its first answer leaves freezes
+        # the whole server. ``_sends`` keeps the answers in order instead (first status, then
+        # shutdown's NOT_SERVING); only sending threads take it.
+        with self._sends:
+            with self._lock:
+                status = self._status.get(service, SERVICE_UNKNOWN)
+                shut_down = self._shut_down
+                if not shut_down:
+                    self._watchers.setdefault(service, set()).add(send)
+            if not shut_down and not context.add_callback(forget):
+                forget()  # the stream has already ended
+            send(HealthCheckResponse(status=status))
+            if shut_down:
+                send(None)  # ends the stream (status OK): the client watches again elsewhere
 
     Watch.experimental_non_blocking = True  # grpc's server passes send_response_callback
 
     def shutdown(self) -> None:
         """Every status to NOT_SERVING, told to every watcher, whose streams then end."""
-        with self._lock:
-            self._shut_down = True
-            for service in self._status:
-                self._status[service] = NOT_SERVING
-            watchers = [(s, send) for s, sends in self._watchers.items() for send in sends]
-            self._watchers.clear()
-        for service, send in watchers:
-            send(HealthCheckResponse(status=self._status.get(service, SERVICE_UNKNOWN)))
-            send(None)
+        with self._sends:
+            with self._lock:
+                self._shut_down = True
+                for service in self._status:
+                    self._status[service] = NOT_SERVING
+                watchers = [(s, send) for s, sends in self._watchers.items() for send in sends]
+                self._watchers.clear()
+            for service, send in watchers:
+                send(HealthCheckResponse(status=self._status.get(service, SERVICE_UNKNOWN)))
+                send(None)
 
     def register(self, server: grpc.Server) -> None:
         """Add the service to a (not yet started) server."""
