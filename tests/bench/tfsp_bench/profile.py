@@ -26,12 +26,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .__main__ import API_URL, VANTAGE
 from .deploy import REPO
 from .loadgen import LoadContainer, Target, run
 from .stats import BenchError
 
-VANTAGE = "tfsp-demo-web1"
-API_URL = "https://localhost/api/v1/predict"
 # Where a gunicorn worker handles one request (sync and gthread workers).
 REQUEST_FRAMES = ("SyncWorker.handle ", "ThreadWorker.handle ")
 LINE_NUMBER = re.compile(r":\d+\)$")
