@@ -85,7 +85,9 @@ unit: setup models standin-image web-venv ## every test except the Molecule scen
 molecule: setup images models standin-image ## every Molecule scenario in the CI matrix (tests/molecule_matrix.yml)
 	pytest tests -m molecule
 
-test: setup images lint models standin-image web-venv ## the whole suite, as CI runs it
+# The set-up steps and lint run two at a time (see `demo`), then the tests.
+test: ## the whole suite, as CI runs it
+	$(MAKE) -j2 --output-sync=target setup images lint models standin-image web-venv
 	rc=0; \
 	$(WEB_VENV)/bin/pytest django_app || rc=1; \
 	pytest model_src tests --durations=25 || rc=1; \

@@ -21,7 +21,8 @@ class ServingError(Exception):
 
 
 class UpstreamUnavailable(ServingError):
-    """No TF Serving host could be reached (connection refused, DNS, all hosts down)."""
+    """No TF Serving host answered (connection refused, DNS, all hosts down, a call cut by a server
+    going away: UNAVAILABLE or CANCELLED)."""
 
     user_message = "The model server is unavailable right now. Please try again in a moment."
 

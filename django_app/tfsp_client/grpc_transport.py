@@ -96,6 +96,12 @@ def channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
 
 _GRPC_ERRORS: dict[grpc.StatusCode, type[ServingError]] = {
     grpc.StatusCode.UNAVAILABLE: UpstreamUnavailable,
+    # The client never cancels its own calls (they are blocking, bounded by a deadline), so a
+    # CANCELLED comes from the other end: a server cancels the calls it still holds when it shuts
+    # down, and grpcio's client without its EventEngine reports a call that meets that race as
+    # CANCELLED (a serving host's restart under load, about one call in ten thousand). No answer,
+    # then: the call goes to the next host like an UNAVAILABLE one.
+    grpc.StatusCode.CANCELLED: UpstreamUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: UpstreamTimeout,
     grpc.StatusCode.INVALID_ARGUMENT: UpstreamRejected,
     grpc.StatusCode.FAILED_PRECONDITION: UpstreamRejected,

@@ -270,7 +270,7 @@ def test_ab_section_of_the_report():
 def test_ab_nginx_snippet_proxies_each_arm_like_the_site():
     from tfsp_bench import ab
 
-    snippet = ab._nginx_snippet()
+    snippet = ab.nginx_snippet(ab.ARMS, ab.WORK, "tfsp_ab")
     for arm, port in ab.ARMS.items():
         assert f"listen 127.0.0.1:{port};" in snippet
         assert f"server unix:{ab.WORK}/{arm}.sock" in snippet

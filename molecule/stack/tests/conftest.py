@@ -58,3 +58,27 @@ def pytest_collection_modifyitems(items) -> None:
         return FILE_ORDER.index(name) if name in FILE_ORDER else len(FILE_ORDER)
 
     items.sort(key=rank)  # stable: the order within a file stays
+
+
+def web_tier_said(host, since_wall: float) -> str:
+    """What each web host's app logged about failed TF Serving calls since a wall-clock time.
+
+    The load loop sees a 503's text; the app's log names the gRPC status and the serving host
+    behind it (calculator_web.serving logs "TF Serving <call> failed on <host>: <STATUS>: ...",
+    tfsp_client logs ejections), which is what tells a failover gap from a server's error.
+    """
+    said = []
+    for name in WEB_HOSTS:
+        result = host(name).run(
+            f"journalctl -u calculator-web --since @{int(since_wall)} --no-pager -o cat"
+            " | grep -E 'failed on|ejected|answers again' | tail -n 15"
+        )
+        said.append(f"--- {name} (calculator-web's log):\n{result.stdout.strip() or '(nothing)'}")
+    return "\n".join(said)
+
+
+def drill_failure(load, problems: list[str], host, *more: str) -> str:
+    """A failed drill's message: the load loop's summary and problems, ``more``, then the web tier's log."""
+    records = load.report.records
+    since = records[0].wall if records else 0
+    return "\n".join(["load loop: " + load.report.summary(), *problems, *more, web_tier_said(host, since)])

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import drill_failure
 from loadloop import LoadLoop
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -112,9 +113,12 @@ def _controller_versions() -> list[int]:
     return sorted(int(path.name) for path in source.iterdir() if path.name.isdigit())
 
 
-def _assert_clean(load: LoadLoop) -> None:
+def _assert_clean(load: LoadLoop, host) -> None:
     # served_by names the gRPC target the web tier called: host:port.
-    load.report.assert_clean(min_requests=100, serving_hosts={f"{name}:8500" for name in SERVING_HOSTS})
+    problems = load.report.problems(
+        min_requests=100, serving_hosts={f"{name}:8500" for name in SERVING_HOSTS}
+    )
+    assert not problems, drill_failure(load, problems, host)
 
 
 def _figures(load: LoadLoop, runs: dict[str, float], hosts: int) -> dict:
@@ -176,7 +180,7 @@ def test_batching_image_and_certificate_renewal_through_gpu_hosts_drop_nothing(
         assert container["Config"]["Image"] == f"{STANDIN}:drill", name
         assert container["State"]["StartedAt"] != before[name], f"{name}: TF Serving was not restarted"
         assert renewed[name] != certificates[name], f"{name}: the server's certificate was not renewed"
-    _assert_clean(load)
+    _assert_clean(load, host)
 
 
 def test_gunicorn_worker_change_and_certificate_renewal_through_web_hosts_drop_nothing(
@@ -202,7 +206,7 @@ def test_gunicorn_worker_change_and_certificate_renewal_through_web_hosts_drop_n
     for name, text in changed.items():
         assert "workers = 3\n" in text, name
         assert renewed[name] != keys[name], f"{name}: the client key and certificate were not renewed"
-    _assert_clean(load)
+    _assert_clean(load, host)
 
 
 def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_urls):
@@ -248,7 +252,7 @@ def test_failed_rollout_then_restart_drops_nothing(inventory_file, host, site_ur
     container = _container(host, "stack-tfs1")
     assert container["State"]["Running"]
     assert container["RestartCount"] == restarts
-    _assert_clean(load)
+    _assert_clean(load, host)
 
 
 def test_rollback_to_the_previous_version_drops_nothing(inventory_file, host, site_urls):
@@ -274,4 +278,4 @@ def test_rollback_to_the_previous_version_drops_nothing(inventory_file, host, si
     after = [record.model_version for record in load.report.window("rolled_back", "after") if record.ok]
     assert after, "no answer after the rollback"
     assert set(after) == {previous}
-    _assert_clean(load)
+    _assert_clean(load, host)

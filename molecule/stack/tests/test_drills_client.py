@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import drill_failure
 from loadloop import LoadLoop
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -102,9 +103,7 @@ def _assert_clean(load: LoadLoop, host) -> None:
     )
     # What each serving host's TF Serving said last explains a failure on the host that was not
     # faulted (a server that hangs by itself, a restart) better than the load loop can.
-    assert not problems, (
-        "load loop: " + load.report.summary() + "\n" + "\n".join(problems) + "\n" + _server_state(host)
-    )
+    assert not problems, drill_failure(load, problems, host, _server_state(host))
 
 
 def _server_state(host) -> str:

@@ -12,7 +12,7 @@ rolls back by itself:
   only, so no user gets its answers; the comparison catches it and the play rolls it back,
   quarantined, with zero wrong answers;
 - a slow version (the stand-in's test-only --standin_test_delay_file, set in the local inventory):
-  a canary share only; rolled back on latency, zero failed requests.
+  a canary share only; rolled back on latency, zero failed requests (under `make test-all` only).
 
 The decisions and their figures land in the play's log (TFSP_RELEASE_LOG); the drill keeps them with
 the load loop's timeline in build/drill-results/releases.json (the README's release timeline).
@@ -245,7 +245,7 @@ def test_good_version_is_promoted_under_load(inventory_file, host, site_urls, tm
     assert load.report.versions[stable] > 0, load.report.versions
     after = {record.model_version for record in load.report.window("released", "after") if record.ok}
     assert after == {good}
-    _assert_clean(load)
+    _assert_clean(load, host)
 
 
 def test_wrong_answers_are_caught_by_shadow_and_rolled_back(inventory_file, host, site_urls, tmp_path):
@@ -287,9 +287,13 @@ def test_wrong_answers_are_caught_by_shadow_and_rolled_back(inventory_file, host
         assert f"calculator-{wrong}-" in host(name).run(f"ls {MODEL_BASE}/.quarantine").stdout, name
     # Every answer was checked against the arithmetic: not one wrong answer reached a user.
     assert set(load.report.versions) == {stable}, load.report.versions
-    _assert_clean(load)
+    _assert_clean(load, host)
 
 
+# About 3.5 minutes: `make test` (CI, 90 minutes on two cores) leaves it to `make test-all`. The
+# shadow release above already drives a rollback end to end; what only this one adds is the
+# latency rule read from Prometheus, whose arithmetic tests/release checks without hosts.
+@pytest.mark.skipif(os.environ.get("MOLECULE_MATRIX") != "all", reason="make test-all only (CI's time)")
 def test_slow_version_is_rolled_back_on_latency(inventory_file, host, site_urls, tmp_path):
     stable = _served(host)
     slow = _next_version(host)
@@ -319,7 +323,7 @@ def test_slow_version_is_rolled_back_on_latency(inventory_file, host, site_urls,
     assert load.report.versions[slow] > 0, "no user call reached the canary"
     after = {record.model_version for record in load.report.window("released", "after") if record.ok}
     assert after == {stable}
-    _assert_clean(load)
+    _assert_clean(load, host)
 
 
 @pytest.fixture(autouse=True)

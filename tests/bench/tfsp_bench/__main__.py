@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import ab, deploy, footprint, payloads, report
+from . import ab, deploy, floor, footprint, payloads, report
 from .loadgen import LoadContainer, Target, run
 from .stats import BenchError, LoadResult
 
@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure the web app of commit REV against the deployed one, alternating (A/B)",
     )
     parser.add_argument("--ab-rounds", type=int, default=3, help="rounds per level of the A/B (default 3)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the floor of the web tier: gunicorn alone and with one raw gRPC call (floor.py)",
+    )
     args = parser.parse_args(argv)
     try:
         args.levels = sorted({int(c) for c in args.concurrency.split(",")})
@@ -248,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             # In plaintext too: an app from before mutual TLS could not call the servers otherwise.
             data["ab"] = ab.run_ab(VANTAGE, args.baseline, args.levels, args.seconds, args.ab_rounds, say)
+        if args.floor:
+            levels = [c for c in args.levels if c in floor.TARGET_LEVELS] or args.levels
+            data["floor"] = floor.run_floor(VANTAGE, direct, levels, args.seconds, args.ab_rounds, say)
     finally:
         set_plaintext(False, log_dir)
     with LoadContainer(VANTAGE) as load:

@@ -32,15 +32,16 @@ APP_DIR = "/opt/calculator-web"
 CONFIG_DIR = "/etc/calculator-web"
 
 
-def _nginx_snippet() -> str:
+def nginx_snippet(arms: dict[str, int], work: str, prefix: str) -> str:
+    """An nginx port per arm, proxying to the arm's socket in `work` as the site does."""
     blocks = []
-    for arm, port in ARMS.items():
+    for arm, port in arms.items():
         blocks.append(
-            f"upstream tfsp_ab_{arm} {{ server unix:{WORK}/{arm}.sock; keepalive 16; }}\n"
+            f"upstream {prefix}_{arm} {{ server unix:{work}/{arm}.sock; keepalive 16; }}\n"
             f"server {{\n"
             f"    listen 127.0.0.1:{port};\n"
             f"    location / {{\n"
-            f"        proxy_pass http://tfsp_ab_{arm};\n"
+            f"        proxy_pass http://{prefix}_{arm};\n"
             f"        proxy_http_version 1.1;\n"
             f'        proxy_set_header Connection "";\n'
             f"        proxy_set_header Host localhost;\n"
@@ -51,7 +52,18 @@ def _nginx_snippet() -> str:
     return "".join(blocks)
 
 
-def _docker_exec(host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def install_nginx_snippet(host: str, path: str, text: str) -> None:
+    """Put `text` at `path` on `host`, check nginx's configuration and reload it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as snippet:
+        snippet.write(text)
+        snippet.flush()
+        run(["docker", "cp", snippet.name, f"{host}:{path}"])
+    docker_exec(host, "chmod", "0644", path)
+    docker_exec(host, "nginx", "-t")
+    docker_exec(host, "systemctl", "reload", "nginx")
+
+
+def docker_exec(host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run(["docker", "exec", host, *args], check=check)
 
 
@@ -84,11 +96,11 @@ def baseline_wheel(rev: str, out: Path) -> Path:
 
 def start(host: str, wheel: Path) -> None:
     """The two arms and their nginx ports on `host`."""
-    _docker_exec(
+    docker_exec(
         host, "mkdir", "-p", f"{WORK}/baseline-lib", f"{WORK}/metrics-baseline", f"{WORK}/metrics-candidate"
     )
     run(["docker", "cp", str(wheel), f"{host}:{WORK}/{wheel.name}"])
-    _docker_exec(
+    docker_exec(
         host,
         f"{APP_DIR}/venv/bin/python",
         "-m",
@@ -99,30 +111,24 @@ def start(host: str, wheel: Path) -> None:
     )
     for arm in ARMS:
         python_path = [f"--setenv=PYTHONPATH={WORK}/baseline-lib"] if arm == "baseline" else []
-        _docker_exec(
+        docker_exec(
             host, "systemd-run", f"--unit=tfsp-ab-{arm}", f"--property=EnvironmentFile={CONFIG_DIR}/env",
             f"--setenv=PROMETHEUS_MULTIPROC_DIR={WORK}/metrics-{arm}", *python_path,
             f"--working-directory={APP_DIR}", f"{APP_DIR}/venv/bin/gunicorn", "--config",
             f"{CONFIG_DIR}/gunicorn.conf.py", "--bind", f"unix:{WORK}/{arm}.sock",
             "--access-logfile", "/dev/null",
         )  # fmt: skip
-    with tempfile.NamedTemporaryFile("w", suffix=".conf") as snippet:
-        snippet.write(_nginx_snippet())
-        snippet.flush()
-        run(["docker", "cp", snippet.name, f"{host}:{CONF}"])
-    _docker_exec(host, "chmod", "0644", CONF)
-    _docker_exec(host, "nginx", "-t")
-    _docker_exec(host, "systemctl", "reload", "nginx")
+    install_nginx_snippet(host, CONF, nginx_snippet(ARMS, WORK, "tfsp_ab"))
 
 
 def stop(host: str) -> None:
     for arm in ARMS:
-        _docker_exec(host, "systemctl", "stop", f"tfsp-ab-{arm}", check=False)
-    _docker_exec(host, "rm", "-rf", CONF, WORK, check=False)
-    _docker_exec(host, "systemctl", "reload", "nginx", check=False)
+        docker_exec(host, "systemctl", "stop", f"tfsp-ab-{arm}", check=False)
+    docker_exec(host, "rm", "-rf", CONF, WORK, check=False)
+    docker_exec(host, "systemctl", "reload", "nginx", check=False)
 
 
-def _wait_ready(load: LoadContainer, url: str, timeout: float = 60) -> None:
+def wait_ready(load: LoadContainer, url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -140,7 +146,7 @@ def measure(load: LoadContainer, levels: list[int], seconds: int, rounds: int, s
         arm: Target(f"ab_{arm}", arm, f"http://127.0.0.1:{port}{API_PATH}") for arm, port in ARMS.items()
     }
     for target in targets.values():
-        _wait_ready(load, target.url)
+        wait_ready(load, target.url)
     runs: dict[int, dict[str, list[LoadResult]]] = {c: {arm: [] for arm in ARMS} for c in levels}
     for c in levels:
         for target in targets.values():  # warm-up of both arms
@@ -158,19 +164,22 @@ def measure(load: LoadContainer, levels: list[int], seconds: int, rounds: int, s
     return summarize(runs)
 
 
+def medians(results: list[LoadResult]) -> dict:
+    """One arm's rounds at one level: median p50, p99 and throughput, errors summed, every round."""
+    return {
+        "p50_ms": statistics.median(r.p50_ms for r in results),
+        "p99_ms": statistics.median(r.p99_ms for r in results),
+        "throughput": statistics.median(r.throughput for r in results),
+        "errors": sum(r.errors for r in results),
+        "rounds": [r.as_dict() for r in results],
+    }
+
+
 def summarize(runs: dict[int, dict[str, list[LoadResult]]]) -> dict:
     """Medians per level and arm, and the candidate's change against the baseline."""
     out: dict = {}
     for c, arms in runs.items():
-        level: dict = {}
-        for arm, results in arms.items():
-            level[arm] = {
-                "p50_ms": statistics.median(r.p50_ms for r in results),
-                "p99_ms": statistics.median(r.p99_ms for r in results),
-                "throughput": statistics.median(r.throughput for r in results),
-                "errors": sum(r.errors for r in results),
-                "rounds": [r.as_dict() for r in results],
-            }
+        level = {arm: medians(results) for arm, results in arms.items()}
         base, cand = level["baseline"], level["candidate"]
         level["p50_change"] = cand["p50_ms"] / base["p50_ms"] - 1
         level["throughput_change"] = cand["throughput"] / base["throughput"] - 1

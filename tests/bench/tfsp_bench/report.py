@@ -124,6 +124,7 @@ def markdown(data: dict, results: list[LoadResult]) -> str:
                     f"| {_ms(a['p99_diff_ms'])} | {a['p99_ratio']:.2f}x |"
                 )
     lines += ab_section(data.get("ab"))
+    lines += floor_section(data.get("floor"))
     lines += ["", "## Deployment", ""]
     dep = data.get("deploy", {})
     first = dep.get("first_run")
@@ -199,6 +200,66 @@ def ab_section(ab: dict | None) -> list[str]:
     return lines
 
 
+FLOOR_ARMS = {
+    "direct": "TF Serving gRPC Predict, direct (h2load)",
+    "hello": "gunicorn answering a constant (no call)",
+    "call": "gunicorn + one raw grpcio Predict (the floor)",
+    "app": "the calculator app",
+}
+
+
+def issue20_limits() -> tuple[float, float]:
+    """#20's two limits: web/direct p50 at concurrency 1 at most, web/direct req/s at 32 at least."""
+    return 1 + ISSUE20["added_share"] * (ISSUE20["baseline_p50_ratio"] - 1), ISSUE20["throughput_share"]
+
+
+def floor_section(floor: dict | None) -> list[str]:
+    """The floor of the web tier (`--floor`): what gunicorn and grpcio cost before any app code."""
+    if not floor:
+        return []
+    p50_limit, share_limit = issue20_limits()
+    lines = [
+        "",
+        "## The floor: gunicorn and grpcio alone, same run",
+        "",
+        f"On {floor['host']}, wrk through nginx (plain HTTP on a local port, keep-alive) to transient",
+        "gunicorn servers with the host's settings (`tfsp_bench/floor_app.py`), alternating with h2load",
+        f"direct, {floor['rounds']} rounds of {floor['seconds']} s per level; medians of the rounds.",
+        "",
+        "| concurrency | path | p50 | p99 | req/s | p50 / direct | req/s / direct | errors |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    levels = sorted(floor["levels"].items(), key=lambda item: int(item[0]))
+    for c, level in levels:
+        for arm, label in FLOOR_ARMS.items():
+            r = level[arm]
+            lines.append(
+                f"| {c} | {label} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {r['throughput']:.0f} "
+                f"| {r['p50_ratio']:.2f}x | {r['throughput_share']:.0%} | {r['errors']} |"
+            )
+    lines.append("")
+    for c, level in levels:
+        call, app, direct = level["call"], level["app"], level["direct"]
+        if c == "1":
+            room = (p50_limit - call["p50_ratio"]) * direct["p50_ms"]
+            lines.append(
+                f"- Floor at concurrency 1: {call['p50_ratio']:.2f}x direct at p50 against #20's limit of "
+                f"{p50_limit:.2f}x: "
+                + (
+                    f"an app may add at most {room:.2f} ms over the floor; this one adds "
+                    f"{app['p50_ms'] - call['p50_ms']:.2f} ms."
+                    if room > 0
+                    else "out of reach of any app under gunicorn calling with grpcio on this machine."
+                )
+            )
+        if c == "32":
+            lines.append(
+                f"- Floor at concurrency 32: {call['throughput_share']:.0%} of direct throughput against "
+                f"#20's limit of {share_limit:.0%}; this app {app['throughput_share']:.0%}."
+            )
+    return lines
+
+
 def issue20_verdicts(results: list[LoadResult]) -> list[str]:
     """Issue #20's two targets, each from this run's own direct gRPC figures.
 
@@ -211,7 +272,7 @@ def issue20_verdicts(results: list[LoadResult]) -> list[str]:
     if 1 in direct and 1 in web and direct[1].p50_ms > 0:
         ratio = web[1].p50_ms / direct[1].p50_ms
         baseline = ISSUE20["baseline_p50_ratio"]
-        limit = 1 + ISSUE20["added_share"] * (baseline - 1)
+        limit, _ = issue20_limits()
         added = web[1].p50_ms - direct[1].p50_ms
         out.append(
             f"#20 latency: the web tier adds {added:.2f} ms at p50, concurrency 1, {ratio:.2f}x direct gRPC "

@@ -118,6 +118,15 @@ def test_release_routing_file_empty_and_readable_by_the_app(host):
     assert host.run("runuser -u calculator-web -- cat /etc/calculator-web/routing.json").rc == 0
 
 
+def test_workers_run_with_the_roles_grpc_experiments(host):
+    """GRPC_EXPERIMENTS reaches the gunicorn workers (grpcio reads it when it starts)."""
+    pids = host.run("pgrep -u calculator-web -f gunicorn").stdout.split()
+    assert pids
+    for pid in pids:
+        environ = host.run(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout.splitlines()
+        assert "GRPC_EXPERIMENTS=-event_engine_client" in environ
+
+
 def test_secret_not_in_process_list(host, secret_key):
     listing = host.run("ps auxww").stdout
     assert "gunicorn" in listing
