@@ -2,7 +2,8 @@
 
 Scenarios are discovered (roles/*/molecule/* and molecule/*), so a new role's scenario is tested
 without registering it anywhere; tests/molecule_matrix.yml says which Debian releases each one runs
-on. One scenario runs at a time: the machine has two cores and one Docker engine.
+on. One pytest runs its scenarios one at a time; `make test` runs two such pytests at once (its
+lanes, in the Makefile), the full-stack scenario with nothing beside it.
 
 A scenario passes only when Molecule succeeds AND its testinfra verifier ran tests, none failed and
 none skipped without a named opt-out (tests/molecule_harness.py). The verifier's counts are printed
