@@ -265,7 +265,7 @@ def export_slow_model(directory) -> None:
     """A test-fixture SavedModel whose one signature takes SLOW_CALL_SECONDS or more per call.
 
     It returns its input after a tf.data sleep: a call that stays inside the server's handler for
-    seconds, which is what a drain must let finish. Made here, never by the production export.
+    seconds, which a server that dies on SIGTERM cuts. Made here, never by the production export.
     """
     from tensorflow.python.data.experimental.ops import testing
 
@@ -287,68 +287,73 @@ def slow_request() -> predict_pb2.PredictRequest:
     return request
 
 
-def test_sigterm_drains_a_call_in_flight_and_exits_promptly(server, stubs, tmp_path):
-    predict_stub, _ = stubs
+def test_sigterm_with_an_init_ends_the_server_at_once_cutting_its_calls(
+    tmp_path_factory, calculator_version, container_factory, tmp_path
+):
+    """As TF Serving (no SIGTERM handler, tensorflow/serving#1853) under an init, as the role runs it.
+
+    The init passes SIGTERM to the entrypoint's shell, which dies, and the server with the
+    container: no drain. A call inside a handler ends UNAVAILABLE at its client.
+    """
+    base = make_model_base(tmp_path_factory, "sigterm-models")
+    (base / "calculator").mkdir()
+    add_version(base / "calculator", calculator_version, 1)
     export_slow_model(tmp_path / "slow-1")
-    (server.model_base / "slow").mkdir()
-    add_version(server.model_base / "slow", tmp_path / "slow-1", 1)
-    write_config(server.model_base / "models.config", SLOW_AND_LATEST)
+    (base / "slow").mkdir()
+    add_version(base / "slow", tmp_path / "slow-1", 1)
+    write_config(base / "models.config", SLOW_AND_LATEST)
+    container = container_factory(
+        base,
+        "--model_config_file=/models/models.config",
+        "--rest_api_port=0",
+        env={"MODEL_NAME": "calculator"},
+        label="sigterm",
+        docker_args=["--init"],
+    )
+    predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(container.channel)
     wait_for(
         lambda: _try_predict(predict_stub, slow_request()),
         LOAD_ALLOWANCE_SECONDS + SLOW_CALL_SECONDS,
         "the slow test model",
     )
-
-    results: list[str] = []
     slow: dict[str, object] = {}
-    stop = threading.Event()
-
-    def load_loop():
-        while not stop.is_set():
-            try:
-                predict_stub.Predict(add_request(), timeout=10)
-                results.append("ok")
-            except grpc.RpcError as exc:
-                # The first refusal ends the client's run: the server is going away.
-                results.append(exc.code().name)
-                return
 
     def slow_call():
-        slow["sent"] = time.monotonic()
         try:
             slow["response"] = predict_stub.Predict(slow_request(), timeout=30)
         except grpc.RpcError as exc:
-            slow["error"] = f"{exc.code().name}: {exc.details()}"
-        slow["done"] = time.monotonic()
+            slow["error"] = exc.code()
 
-    thread = threading.Thread(target=load_loop)
-    thread.start()
-    time.sleep(1.0)
     in_flight = threading.Thread(target=slow_call)
     in_flight.start()
     time.sleep(SLOW_CALL_SECONDS / 4)  # the slow call is in its handler now
     started = time.monotonic()
-    docker("kill", "--signal", "TERM", server.name)
-    exit_code = docker("wait", server.name, timeout=30).stdout.strip()
+    docker("kill", "--signal", "TERM", container.name)
+    exit_code = docker("wait", container.name, timeout=30).stdout.strip()
     exited = time.monotonic()
-    stop.set()
-    thread.join()
     in_flight.join(timeout=30)
 
-    assert exit_code == "0", server.logs()[-2000:]
-    # The call that was in a handler at SIGTERM completed with its answer, before the server exited.
-    assert "error" not in slow, slow
-    assert list(slow["response"].outputs["y"].float_val) == [4.0, 5.0]
-    assert slow["done"] <= exited
-    assert slow["done"] - slow["sent"] >= SLOW_CALL_SECONDS
-    # The exit waited for it, and no longer than the 10 s drain grace.
-    assert exited - started < 10
-    # Every call before shutdown completed; the first call after it was refused, with UNAVAILABLE
-    # (connection gone) or CANCELLED (gRPC cancels calls that reach a stopping server before a handler
-    # takes them).
-    assert len(results) > 1, results
-    assert set(results[:-1]) == {"ok"}, results
-    assert results[-1] in {"ok", "UNAVAILABLE", "CANCELLED"}, results
-    logs = server.logs()
-    assert "Received signal 15: draining" in logs
-    assert "Server stopped." in logs
+    # The init's status: the process it ran was killed by SIGTERM (128 + 15).
+    assert exit_code == "143", container.logs()[-2000:]
+    # It did not wait for the call in its handler: the call was cut, not answered.
+    assert exited - started < SLOW_CALL_SECONDS
+    assert slow == {"error": grpc.StatusCode.UNAVAILABLE}, slow
+
+
+def test_sigterm_without_an_init_is_ignored_until_docker_kills(server, stubs):
+    """Last (it ends the module's server): the entrypoint's shell, PID 1, ignores SIGTERM.
+
+    The official entrypoint does not `exec`, so without an init `docker stop` waits its whole stop
+    timeout and then kills the server (exit 137): the reason the role runs it with an init.
+    """
+    predict_stub, _ = stubs
+    docker("kill", "--signal", "TERM", server.name)
+    time.sleep(2)
+    assert server.running(), server.logs()[-2000:]
+    response = predict_stub.Predict(add_request(), timeout=10)
+    assert list(response.outputs["result"].float_val) == [5.0], response
+    started = time.monotonic()
+    docker("stop", "--time", "3", server.name, timeout=60)
+    stopped = time.monotonic() - started
+    assert docker("inspect", "--format", "{{.State.ExitCode}}", server.name).stdout.strip() == "137"
+    assert 3 <= stopped < 15

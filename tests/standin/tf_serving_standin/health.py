@@ -4,9 +4,12 @@ TF Serving (2.15 and later) enables gRPC C++'s default health check service when
 (default false). That service knows one name, ``""`` (the whole server), which is SERVING from the
 moment the port opens; TF Serving opens its ports only after the first model versions loaded and
 never changes the status with the models' state. Any other service name is unknown: ``Check``
-answers NOT_FOUND, ``Watch`` sends SERVICE_UNKNOWN and stays open. When the server shuts down,
-gRPC sets every status to NOT_SERVING (``HealthCheckServiceInterface::Shutdown``). Without the flag
-the service is not registered, so a call answers UNIMPLEMENTED.
+answers NOT_FOUND, ``Watch`` sends SERVICE_UNKNOWN and stays open. gRPC would set every status to
+NOT_SERVING in its server's shutdown (``HealthCheckServiceInterface::Shutdown``), but TF Serving
+never shuts its server down: it has no SIGTERM handler (tensorflow/serving#1853) and dies on the
+signal, so a watcher's stream breaks (UNAVAILABLE) instead. The statuses therefore never change,
+and a ``Watch`` sends one answer and stays open until its client or the process goes. Without the
+flag the service is not registered, so a call answers UNIMPLEMENTED.
 
 The stand-in image has no ``grpcio-health-checking``, so the two messages of
 ``grpc/health/v1/health.proto`` are built here from their descriptor (same names, same field
@@ -16,9 +19,6 @@ non-blocking streaming hook), so health watchers never starve the Predict thread
 """
 
 from __future__ import annotations
-
-import threading
-from collections.abc import Callable
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -63,61 +63,23 @@ HealthCheckRequest, HealthCheckResponse = _message_classes()
 
 
 class HealthService:
-    """The statuses and the open ``Watch`` streams; ``shutdown`` is gRPC's own shutdown step."""
+    """The statuses, fixed from the start: SERVING for the whole server, nothing else known."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # the statuses and the watchers; never held while sending
-        self._sends = threading.Lock()  # one sending thread at a time: each stream's answers in order
         self._status = {OVERALL: SERVING}
-        self._watchers: dict[str, set[Callable]] = {}
-        self._shut_down = False
 
     def Check(self, request, context):
-        with self._lock:
-            status = self._status.get(request.service)
+        status = self._status.get(request.service)
         if status is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "service name unknown")
         return HealthCheckResponse(status=status)
 
     def Watch(self, request, context, send_response_callback=None):
-        service = request.service
-        send = send_response_callback
-
-        def forget() -> None:
-            with self._lock:
-                self._watchers.get(service, set()).discard(send)
-
-        # A send waits until gRPC's serving thread has passed the previous message on, and that
-        # thread also runs the stream's close callback (``forget``, which takes ``_lock``): so no
-        # send happens under ``_lock``, or a stream closed while its first answer leaves freezes
-        # the whole server. ``_sends`` keeps the answers in order instead (first status, then
-        # shutdown's NOT_SERVING); only sending threads take it.
-        with self._sends:
-            with self._lock:
-                status = self._status.get(service, SERVICE_UNKNOWN)
-                shut_down = self._shut_down
-                if not shut_down:
-                    self._watchers.setdefault(service, set()).add(send)
-            if not shut_down and not context.add_callback(forget):
-                forget()  # the stream has already ended
-            send(HealthCheckResponse(status=status))
-            if shut_down:
-                send(None)  # ends the stream (status OK): the client watches again elsewhere
+        # The one answer a watcher gets; the stream stays open (no status ever changes) and holds
+        # no server thread (the non-blocking hook below).
+        send_response_callback(HealthCheckResponse(status=self._status.get(request.service, SERVICE_UNKNOWN)))
 
     Watch.experimental_non_blocking = True  # grpc's server passes send_response_callback
-
-    def shutdown(self) -> None:
-        """Every status to NOT_SERVING, told to every watcher, whose streams then end."""
-        with self._sends:
-            with self._lock:
-                self._shut_down = True
-                for service in self._status:
-                    self._status[service] = NOT_SERVING
-                watchers = [(s, send) for s, sends in self._watchers.items() for send in sends]
-                self._watchers.clear()
-            for service, send in watchers:
-                send(HealthCheckResponse(status=self._status.get(service, SERVICE_UNKNOWN)))
-                send(None)
 
     def register(self, server: grpc.Server) -> None:
         """Add the service to a (not yet started) server."""

@@ -1,9 +1,11 @@
-"""``tensorflow_model_server`` of the stand-in: flags, start-up, serving, draining on SIGTERM.
+"""``tensorflow_model_server`` of the stand-in: flags, start-up, serving until killed.
 
 Start-up follows TF Serving: parse flags (unknown flag: usage, exit non-zero),
 build the model config, load every model's first versions, and only then open
-the gRPC port and (if --rest_api_port is not 0) the REST port. SIGTERM or
-SIGINT stops accepting new requests, lets in-flight ones finish, and exits 0.
+the gRPC port and (if --rest_api_port is not 0) the REST port. Like TF Serving,
+which installs no handler for SIGTERM or SIGINT (tensorflow/serving#1853), the
+server then runs until a signal kills it: no drain, the calls it holds are cut
+(their clients see UNAVAILABLE) and the exit status is the signal's.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from tf_serving_standin.errors import ServingError
 from tf_serving_standin.flags import FlagError, Options, parse, usage
 
 log = logging.getLogger("tensorflow_model_server")
-
-#: How long SIGTERM waits for in-flight requests before closing anyway.
-DRAIN_SECONDS = 10.0
 
 
 def _config_poller(core, path: str, wait: int, stop: threading.Event) -> None:
@@ -43,7 +42,7 @@ def _config_poller(core, path: str, wait: int, stop: threading.Event) -> None:
 
 
 def serve(options: Options) -> int:
-    """Run the server until SIGTERM/SIGINT; return the exit status."""
+    """Run the server until a signal kills it; return an exit status only when it cannot start."""
     import tensorflow as tf
 
     from tf_serving_standin.api import ServingApi
@@ -59,9 +58,11 @@ def serve(options: Options) -> int:
     if options.tensorflow_inter_op_parallelism:
         tf.config.threading.set_inter_op_parallelism_threads(options.tensorflow_inter_op_parallelism)
 
-    stop = threading.Event()
+    # The C++ server's dispositions: SIGTERM and SIGINT end the process where it stands (Python
+    # would turn SIGINT into KeyboardInterrupt).
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda s, _f: (log.info("Received signal %d: draining", s), stop.set()))
+        signal.signal(signum, signal.SIG_DFL)
+    stop = threading.Event()  # never set: the process ends by a signal
 
     try:
         if options.model_config_file:
@@ -127,15 +128,7 @@ def serve(options: Options) -> int:
         ).start()
 
     stop.wait()
-    if health is not None:
-        health.shutdown()  # as gRPC's server shutdown does: NOT_SERVING before it stops accepting
-    core.stop()
-    grpc_done = grpc_server.stop(grace=DRAIN_SECONDS)
-    if rest_server is not None:
-        rest_server.drain(DRAIN_SECONDS)
-    grpc_done.wait(DRAIN_SECONDS)
-    log.info("Server stopped.")
-    return 0
+    return 0  # not reached
 
 
 def main(argv: Sequence[str] | None = None) -> int:

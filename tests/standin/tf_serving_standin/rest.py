@@ -10,12 +10,9 @@ follows util/json_tensor.cc as documented in g3doc/api_rest.md.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import re
-import socket
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -472,51 +469,30 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "TFServingStandin/0.1"
     server: RestServer
 
-    def setup(self) -> None:
-        super().setup()
-        self.busy = False
-        self.server.track(self, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self, False)
-
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _serve(self) -> None:
-        self.busy = True
-        try:
-            started = time.monotonic()
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            path = self.path.split("?", 1)[0]
-            prometheus = self.server.prometheus_path
-            if prometheus and path == prometheus and self.command == "GET":
-                self._reply(200, metrics.render(), "text/plain; version=0.0.4")
-                return
-            if not _API_PATH.fullmatch(path):
-                self._reply(
-                    404, json.dumps({"error": f"Not found: {self.command} {path}"}), "application/json"
-                )
-                return
-            status, text, model, api_name, code = self.server.rest_api.process(self.command, path, body)
-            self._reply(status, text, "application/json")
-            metrics.request(model, api_name, "REST", code, time.monotonic() - started)
-        finally:
-            self.busy = False
-            if self.server.draining:
-                self.close_connection = True
+        started = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        prometheus = self.server.prometheus_path
+        if prometheus and path == prometheus and self.command == "GET":
+            self._reply(200, metrics.render(), "text/plain; version=0.0.4")
+            return
+        if not _API_PATH.fullmatch(path):
+            self._reply(404, json.dumps({"error": f"Not found: {self.command} {path}"}), "application/json")
+            return
+        status, text, model, api_name, code = self.server.rest_api.process(self.command, path, body)
+        self._reply(status, text, "application/json")
+        metrics.request(model, api_name, "REST", code, time.monotonic() - started)
 
     def _reply(self, status: int, text: str, content_type: str) -> None:
         data = text.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        if self.server.draining:
-            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -524,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RestServer(ThreadingHTTPServer):
-    """Threaded HTTP server that can drain: stop accepting, finish in-flight requests, close idle ones."""
+    """Threaded HTTP server of the REST API (and the Prometheus page, when configured)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -532,31 +508,4 @@ class RestServer(ThreadingHTTPServer):
     def __init__(self, port: int, api: ServingApi, prometheus_path: str | None) -> None:
         self.rest_api = RestApi(api)
         self.prometheus_path = prometheus_path
-        self.draining = False
-        self._handlers: set[_Handler] = set()
-        self._handlers_lock = threading.Lock()
-        self._idle = threading.Condition(self._handlers_lock)
         super().__init__(("0.0.0.0", port), _Handler)  # noqa: S104 - a server in a container
-
-    def track(self, handler: _Handler, add: bool) -> None:
-        """Register or forget a connection's handler."""
-        with self._handlers_lock:
-            if add:
-                self._handlers.add(handler)
-            else:
-                self._handlers.discard(handler)
-            self._idle.notify_all()
-
-    def drain(self, timeout: float) -> None:
-        """Stop accepting, let running requests finish (up to timeout), close the rest."""
-        self.draining = True
-        self.shutdown()
-        deadline = time.monotonic() + timeout
-        with self._handlers_lock:
-            while self._handlers and time.monotonic() < deadline:
-                for handler in list(self._handlers):
-                    if not handler.busy:
-                        with contextlib.suppress(OSError):
-                            handler.connection.shutdown(socket.SHUT_RD)
-                self._idle.wait(0.05)
-        self.server_close()
