@@ -101,7 +101,6 @@ def serve(options: Options) -> int:
         )
         grpc_server.start()
         log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", options.port)
-        rest_server = None
         if options.rest_api_port != 0:
             if options.rest_api_port == options.port:
                 log.error(
