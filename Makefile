@@ -101,9 +101,9 @@ test: ## the whole suite, as CI runs it
 
 # Two lanes on two cores. The role scenarios spend much of their time waiting
 # (hosts booting, packages downloading, servers starting), so two at a time
-# take about a third less time than one after the other. Lane 2 ends with the
+# took 18 minutes against about 40 one after the other. Lane 2 ends with the
 # full-stack scenario, whose drills count every failed request under load:
-# lane 1 holds more (about 6 minutes more than lane 2's part before the stack),
+# lane 1 holds more (it ended 4-5 minutes after lane 2's part before the stack),
 # so it ends while the stack's hosts are still being created and converged,
 # and the drills share the cores with nothing. A new role scenario runs in
 # lane 1 unless named in LANE_2_SCENARIOS. `make unit` and `make molecule` run
