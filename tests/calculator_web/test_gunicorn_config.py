@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import jinja2
@@ -37,7 +39,7 @@ def test_sync_workers_have_no_threads(access_log):
     config = _rendered(
         calculator_web_gunicorn_worker_class="sync", calculator_web_gunicorn_access_log=access_log
     )
-    assert config["worker_class"] == "sync"
+    assert config["worker_class"] == "sync"  # an app without its own sync worker (see below)
     assert config["workers"] == 5
     assert "threads" not in config
     assert config["accesslog"] == ("-" if access_log else None)
@@ -52,3 +54,26 @@ def test_gthread_workers_get_threads_and_outlast_nginx_keepalive():
     # Above nginx's upstream keepalive_timeout (60 s by default): nginx closes an idle connection first.
     assert config["keepalive"] > 60
     assert config["forwarded_allow_ips"] == "127.0.0.1,::1"
+
+
+@pytest.fixture
+def app_with_its_worker(monkeypatch):
+    """calculator_web.gunicorn_worker importable, as on a web host with the current app."""
+    package = types.ModuleType("calculator_web")
+    package.__path__ = []
+    monkeypatch.setitem(sys.modules, "calculator_web", package)
+    monkeypatch.setitem(sys.modules, "calculator_web.gunicorn_worker", types.ModuleType("gunicorn_worker"))
+
+
+def test_sync_workers_are_the_apps_own_where_it_ships_them(app_with_its_worker):
+    # The app's sync worker (calculator_web/gunicorn_worker.py: woken one at a time). An older app
+    # without it (the benchmark's A/B runs one) still gets gunicorn's own (the test above).
+    config = _rendered(calculator_web_gunicorn_worker_class="sync", calculator_web_gunicorn_access_log=False)
+    assert config["worker_class"] == "calculator_web.gunicorn_worker.SyncWorker"
+
+
+def test_gthread_workers_are_gunicorns(app_with_its_worker):
+    config = _rendered(
+        calculator_web_gunicorn_worker_class="gthread", calculator_web_gunicorn_access_log=False
+    )
+    assert config["worker_class"] == "gthread"

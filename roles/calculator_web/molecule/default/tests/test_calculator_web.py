@@ -211,6 +211,12 @@ def test_workers_follow_cpu_count(host):
     assert int(workers) == 2 * cpus + 1
 
 
+def test_workers_are_the_apps_sync_worker(host):
+    # gunicorn's sync worker woken one at a time (calculator_web/gunicorn_worker.py), not gunicorn's own.
+    journal = host.run("journalctl --no-pager -o cat -u calculator-web.service").stdout
+    assert "Using worker: calculator_web.gunicorn_worker.SyncWorker" in journal
+
+
 def test_no_gunicorn_access_log(host):
     # nginx logs every request; gunicorn's access log stays off.
     marker = "access-log-probe-7f3a"
