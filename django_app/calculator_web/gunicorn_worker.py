@@ -40,7 +40,7 @@ class SyncWorker(GunicornSyncWorker):
             ready: dict[int, object] = {}
             for item in self.wait_fds:
                 fd = item if isinstance(item, int) else item.fileno()
-                exclusive = 0 if item is self.PIPE[0] else EXCLUSIVE
+                exclusive = 0 if isinstance(item, int) else EXCLUSIVE  # the pipe: every worker hears it
                 epoll.register(fd, select.EPOLLIN | exclusive)
                 ready[fd] = item
             self._epoll, self._ready = epoll, ready
