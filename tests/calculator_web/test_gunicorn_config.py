@@ -14,6 +14,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "roles/calculator_web/templates
 SETTINGS = {
     "ansible_managed": "managed",
     "calculator_web_gunicorn_workers": 5,
+    "calculator_web_gunicorn_wake_one": False,
     "calculator_web_gunicorn_threads": 4,
     "calculator_web_gunicorn_keepalive": 75,
     "calculator_web_gunicorn_timeout": 30,
@@ -28,7 +29,8 @@ def _rendered(**settings) -> dict:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     environment.filters["to_json"] = json.dumps
-    text = environment.from_string(TEMPLATE.read_text()).render(**SETTINGS, **settings)
+    environment.filters["bool"] = bool
+    text = environment.from_string(TEMPLATE.read_text()).render(**{**SETTINGS, **settings})
     found: dict = {}
     exec(compile(text, str(TEMPLATE), "exec"), found)  # noqa: S102 - our own template, rendered here
     return found
@@ -39,7 +41,7 @@ def test_sync_workers_have_no_threads(access_log):
     config = _rendered(
         calculator_web_gunicorn_worker_class="sync", calculator_web_gunicorn_access_log=access_log
     )
-    assert config["worker_class"] == "sync"  # an app without its own sync worker (see below)
+    assert config["worker_class"] == "sync"
     assert config["workers"] == 5
     assert "threads" not in config
     assert config["accesslog"] == ("-" if access_log else None)
@@ -65,15 +67,35 @@ def app_with_its_worker(monkeypatch):
     monkeypatch.setitem(sys.modules, "calculator_web.gunicorn_worker", types.ModuleType("gunicorn_worker"))
 
 
-def test_sync_workers_are_the_apps_own_where_it_ships_them(app_with_its_worker):
-    # The app's sync worker (calculator_web/gunicorn_worker.py: woken one at a time). An older app
-    # without it (the benchmark's A/B runs one) still gets gunicorn's own (the test above).
+def test_sync_workers_are_gunicorns_by_default_even_where_the_app_ships_its_own(app_with_its_worker):
     config = _rendered(calculator_web_gunicorn_worker_class="sync", calculator_web_gunicorn_access_log=False)
+    assert config["worker_class"] == "sync"
+
+
+def test_wake_one_sync_workers_are_the_apps_own_where_it_ships_them(app_with_its_worker):
+    # calculator_web_gunicorn_wake_one: the app's sync worker (calculator_web/gunicorn_worker.py).
+    # An older app without it (the benchmark's A/B runs one) still gets gunicorn's own (below).
+    config = _rendered(
+        calculator_web_gunicorn_worker_class="sync",
+        calculator_web_gunicorn_wake_one=True,
+        calculator_web_gunicorn_access_log=False,
+    )
     assert config["worker_class"] == "calculator_web.gunicorn_worker.SyncWorker"
+
+
+def test_wake_one_without_the_apps_worker_falls_back_to_gunicorns():
+    config = _rendered(
+        calculator_web_gunicorn_worker_class="sync",
+        calculator_web_gunicorn_wake_one=True,
+        calculator_web_gunicorn_access_log=False,
+    )
+    assert config["worker_class"] == "sync"
 
 
 def test_gthread_workers_are_gunicorns(app_with_its_worker):
     config = _rendered(
-        calculator_web_gunicorn_worker_class="gthread", calculator_web_gunicorn_access_log=False
+        calculator_web_gunicorn_worker_class="gthread",
+        calculator_web_gunicorn_wake_one=True,
+        calculator_web_gunicorn_access_log=False,
     )
     assert config["worker_class"] == "gthread"
