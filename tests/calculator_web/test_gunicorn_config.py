@@ -67,35 +67,27 @@ def app_with_its_worker(monkeypatch):
     monkeypatch.setitem(sys.modules, "calculator_web.gunicorn_worker", types.ModuleType("gunicorn_worker"))
 
 
+def _worker_class(worker_class: str, wake_one: bool) -> str:
+    return _rendered(
+        calculator_web_gunicorn_worker_class=worker_class,
+        calculator_web_gunicorn_wake_one=wake_one,
+        calculator_web_gunicorn_access_log=False,
+    )["worker_class"]
+
+
 def test_sync_workers_are_gunicorns_by_default_even_where_the_app_ships_its_own(app_with_its_worker):
-    config = _rendered(calculator_web_gunicorn_worker_class="sync", calculator_web_gunicorn_access_log=False)
-    assert config["worker_class"] == "sync"
+    assert _worker_class("sync", wake_one=False) == "sync"
 
 
 def test_wake_one_sync_workers_are_the_apps_own_where_it_ships_them(app_with_its_worker):
     # calculator_web_gunicorn_wake_one: the app's sync worker (calculator_web/gunicorn_worker.py).
     # An older app without it (the benchmark's A/B runs one) still gets gunicorn's own (below).
-    config = _rendered(
-        calculator_web_gunicorn_worker_class="sync",
-        calculator_web_gunicorn_wake_one=True,
-        calculator_web_gunicorn_access_log=False,
-    )
-    assert config["worker_class"] == "calculator_web.gunicorn_worker.SyncWorker"
+    assert _worker_class("sync", wake_one=True) == "calculator_web.gunicorn_worker.SyncWorker"
 
 
 def test_wake_one_without_the_apps_worker_falls_back_to_gunicorns():
-    config = _rendered(
-        calculator_web_gunicorn_worker_class="sync",
-        calculator_web_gunicorn_wake_one=True,
-        calculator_web_gunicorn_access_log=False,
-    )
-    assert config["worker_class"] == "sync"
+    assert _worker_class("sync", wake_one=True) == "sync"
 
 
 def test_gthread_workers_are_gunicorns(app_with_its_worker):
-    config = _rendered(
-        calculator_web_gunicorn_worker_class="gthread",
-        calculator_web_gunicorn_wake_one=True,
-        calculator_web_gunicorn_access_log=False,
-    )
-    assert config["worker_class"] == "gthread"
+    assert _worker_class("gthread", wake_one=True) == "gthread"
