@@ -58,3 +58,6 @@ class VersionWatcher(threading.Thread):
     def __exit__(self, *exc_info: object) -> None:
         self._stop_event.set()
         self.join()
+        # The thread may not get the GIL between the export's last rename and the stop:
+        # one more scan, after it has ended, records the final state every time.
+        self._scan()
