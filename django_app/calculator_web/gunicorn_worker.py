@@ -1,8 +1,8 @@
-"""gunicorn's sync worker, woken one at a time for a new connection (opt-in on the web hosts).
+"""gunicorn's sync worker, woken one at a time for a new connection (the web hosts' default).
 
-The Ansible role uses it with ``calculator_web_gunicorn_wake_one`` (off by default: with it on, the
-idle workers' gRPC channels met TF Serving's ping limits in a full-stack drill; README, "What was
-tried").
+The Ansible role uses it with ``calculator_web_gunicorn_wake_one`` (on by default). With it, idle
+workers' gRPC channels keep pinging connections without calls, which TF Serving must accept (the
+tf_serving role's ``tf_serving_grpc_channel_arguments``; README, "What was tried").
 
 gunicorn's sync workers wait for a connection with ``select()`` on the listening socket they all
 share, so every connection wakes every idle worker; all but one find nothing to accept and go back

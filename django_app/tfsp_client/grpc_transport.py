@@ -82,8 +82,10 @@ def channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
         ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
         ("grpc.enable_retries", 1),
         # A connection whose pings go unanswered for 1 s is dead (a frozen or cut-off host): gRPC
-        # closes it and reconnects. gRPC sends at most 2 pings without data in between, so an idle
-        # channel stays below the server's ping limits (2 strikes within 5 minutes by default).
+        # closes it and reconnects. gRPC's server default takes a ping on an idle connection more
+        # often than every 5 minutes as abuse and closes the connection after a few (GOAWAY
+        # "too_many_pings", a call in flight on it lost): the tf_serving role allows them from
+        # every 4 s (tf_serving_grpc_channel_arguments; tests/grpc_channel_arguments checks both).
         ("grpc.keepalive_time_ms", 5000),
         ("grpc.keepalive_timeout_ms", 1000),
         # Come back quickly after a TF Serving restart (gRPC's default backoff grows to 120 s).

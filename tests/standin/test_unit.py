@@ -224,3 +224,18 @@ def test_test_delay_flag_slows_only_the_marked_version(calculator_version, tmp_p
             assert took >= 0.3
         else:
             assert took < slowest
+
+
+def test_grpc_channel_arguments_as_server_cc_reads_them() -> None:
+    from tf_serving_standin.grpc_service import parse_channel_arguments
+
+    assert parse_channel_arguments("") == []
+    assert parse_channel_arguments(
+        "grpc.keepalive_permit_without_calls=1,grpc.http2.min_ping_interval_without_data_ms=4000"
+    ) == [("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.min_ping_interval_without_data_ms", 4000)]
+    # Not a 32-bit integer: a string, as safe_strto32 fails; a third "=" part is dropped.
+    assert parse_channel_arguments("a=2147483648,b=text,c=1=2,d=-5") == [
+        ("a", "2147483648"), ("b", "text"), ("c", 1), ("d", -5),
+    ]  # fmt: skip
+    with pytest.raises(errors.ServingError, match="entry 'nokey' is not key=value"):
+        parse_channel_arguments("a=1,nokey")

@@ -95,6 +95,7 @@ IMPLEMENTED = frozenset(
         "version",
         "monitoring_config_file",
         "grpc_max_threads",
+        "grpc_channel_arguments",
         "enable_grpc_healthcheck_service",
         "ssl_config_file",
         "standin_test_delay_file",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -96,6 +97,32 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+_INT32 = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """``--grpc_channel_arguments``: "key=value,key=value" as server.cc reads it.
+
+    Split on "," then "="; a value that parses as a 32-bit integer is passed as an integer, any
+    other as a string (gRPC ignores, with a log line, the arguments it does not know). An empty
+    flag passes none. An entry without "=" makes TF Serving read past its split (undefined
+    behaviour); the stand-in refuses it at start instead.
+    """
+    arguments: list[tuple[str, int | str]] = []
+    for entry in text.split(",") if text else []:
+        key_value = entry.split("=")
+        if len(key_value) < 2:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"--grpc_channel_arguments entry '{entry}' is not key=value"
+            )
+        key, value = key_value[0], key_value[1]
+        if _INT32.fullmatch(value) and -(2**31) <= int(value) < 2**31:
+            arguments.append((key, int(value)))
+        else:
+            arguments.append((key, value))
+    return arguments
+
+
 def create_server(
     port: int,
     api: ServingApi,
@@ -103,17 +130,22 @@ def create_server(
     max_threads: int,
     health: HealthService | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    channel_arguments: Sequence[tuple[str, int | str]] = (),
 ) -> grpc.Server:
     """Build (not start) the gRPC server listening on 0.0.0.0:port (with ``health`` if given).
 
     With ``credentials`` (from --ssl_config_file) the port speaks TLS only, for every service on
     it; without, plaintext. A port gRPC refuses (credentials it cannot use, an address it cannot
     bind) fails as gRPC's ServerBuilder::BuildAndStart does in TF Serving: INVALID_ARGUMENT
-    "Failed to BuildAndStart gRPC server".
+    "Failed to BuildAndStart gRPC server". ``channel_arguments`` (from --grpc_channel_arguments)
+    are added after the server's own, as server.cc adds them to its ServerBuilder, so they win.
     """
+    # server.cc: SetMaxMessageSize(kint32max), then the flag's arguments.
+    options = {"grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1}
+    options.update(channel_arguments)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads or 16, thread_name_prefix="grpc"),
-        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+        options=list(options.items()),
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(api), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api, reload_config), server)

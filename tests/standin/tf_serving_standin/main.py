@@ -48,7 +48,7 @@ def serve(options: Options) -> int:
     from tf_serving_standin.api import ServingApi
     from tf_serving_standin.config import read_model_config, read_monitoring_config, single_model_config
     from tf_serving_standin.core import ServerCore
-    from tf_serving_standin.grpc_service import create_server
+    from tf_serving_standin.grpc_service import create_server, parse_channel_arguments
     from tf_serving_standin.health import HealthService
     from tf_serving_standin.rest import RestServer
     from tf_serving_standin.tls import server_credentials
@@ -97,7 +97,13 @@ def serve(options: Options) -> int:
         # a file that cannot be read or parsed aborts the process (TF_CHECK_OK).
         credentials = server_credentials(options.ssl_config_file)
         grpc_server = create_server(
-            options.port, api, core.reload, options.grpc_max_threads, health, credentials
+            options.port,
+            api,
+            core.reload,
+            options.grpc_max_threads,
+            health,
+            credentials,
+            parse_channel_arguments(options.grpc_channel_arguments),
         )
         grpc_server.start()
         log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", options.port)

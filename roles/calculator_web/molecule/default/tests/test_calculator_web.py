@@ -212,7 +212,7 @@ def test_workers_follow_cpu_count(host):
 
 
 def test_workers_are_the_apps_sync_worker(host):
-    # calculator_web_gunicorn_wake_one (on in this scenario): gunicorn's sync worker woken one at a
+    # calculator_web_gunicorn_wake_one (on by default): gunicorn's sync worker woken one at a
     # time (calculator_web/gunicorn_worker.py), not gunicorn's own.
     journal = host.run("journalctl --no-pager -o cat -u calculator-web.service").stdout
     assert "Using worker: calculator_web.gunicorn_worker.SyncWorker" in journal

@@ -397,6 +397,11 @@ def test_after_the_crash_at_start_up_docker_restarted_it_into_version_4(containe
 
 def test_server_offers_the_grpc_health_service_and_drains_on_stop(container):
     assert "--enable_grpc_healthcheck_service=true" in container["Args"]
+    # The web tier's keepalive pings are welcome (role default, tf_serving_grpc_channel_arguments).
+    assert (
+        "--grpc_channel_arguments=grpc.keepalive_permit_without_calls=1,"
+        "grpc.http2.min_ping_interval_without_data_ms=4000"
+    ) in container["Args"]
     assert container["Config"]["StopTimeout"] == 30
 
 
