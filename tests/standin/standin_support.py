@@ -146,6 +146,14 @@ def make_model_base(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path
     return base
 
 
+def calculator_model_base(tmp_path_factory: pytest.TempPathFactory, name: str, source: Path) -> Path:
+    """A fresh model base serving the calculator export ``source`` as its version 1."""
+    base = make_model_base(tmp_path_factory, name)
+    (base / "calculator").mkdir()
+    add_version(base / "calculator", source, 1)
+    return base
+
+
 def rest_json(response: requests.Response) -> dict:
     """The JSON body of a REST answer (NaN/Infinity tokens allowed, as TF Serving writes them)."""
     return json.loads(response.text)

@@ -14,7 +14,7 @@ import time
 
 import grpc
 import pytest
-from standin_support import add_version, make_model_base
+from standin_support import calculator_model_base
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 pytestmark = pytest.mark.docker
@@ -32,10 +32,7 @@ WELCOME_PINGS = "grpc.keepalive_permit_without_calls=1,grpc.http2.min_ping_inter
 
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory, calculator_version):
-    base = make_model_base(tmp_path_factory, "channel-args-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
-    return base
+    return calculator_model_base(tmp_path_factory, "channel-args-models", calculator_version)
 
 
 def model_status(channel: grpc.Channel, name: str) -> None:

@@ -14,7 +14,7 @@ import time
 
 import grpc
 import pytest
-from standin_support import add_version, docker, make_model_base
+from standin_support import calculator_model_base, docker
 
 pytestmark = pytest.mark.docker
 
@@ -38,10 +38,7 @@ def raw(channel: grpc.Channel, method: str, streaming: bool = False):
 
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory, calculator_version):
-    base = make_model_base(tmp_path_factory, "health-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
-    return base
+    return calculator_model_base(tmp_path_factory, "health-models", calculator_version)
 
 
 @pytest.fixture(scope="module")
