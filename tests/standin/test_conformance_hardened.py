@@ -17,7 +17,7 @@ import os
 
 import pytest
 import yaml
-from standin_support import REPO_ROOT, add_version, docker, make_model_base, predict_add
+from standin_support import REPO_ROOT, calculator_model_base, docker, predict_add
 
 pytestmark = pytest.mark.docker
 
@@ -69,9 +69,7 @@ def _world_readable(root) -> None:
 
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory, calculator_version, container_factory):
-    base = make_model_base(tmp_path_factory, "hardened-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
+    base = calculator_model_base(tmp_path_factory, "hardened-models", calculator_version)
     _world_readable(base)
     return container_factory(base, env={"MODEL_NAME": "calculator"}, label="hardened", docker_args=HARDENING)
 
@@ -128,9 +126,7 @@ def test_nothing_but_tmp_is_writable(hardened):
 
 def test_a_positive_control_the_same_probe_sees_root(tmp_path_factory, calculator_version, container_factory):
     """Without the hardening the same /proc probe reports root with capabilities: it can tell."""
-    base = make_model_base(tmp_path_factory, "default-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
+    base = calculator_model_base(tmp_path_factory, "default-models", calculator_version)
     plain = container_factory(base, env={"MODEL_NAME": "calculator"}, label="plain")
     processes = _status_fields(plain.name)
     assert any(process["Uid"].split()[0] == "0" and int(process["CapEff"], 16) != 0 for process in processes)

@@ -16,7 +16,7 @@ import grpc
 import pytest
 import requests
 import tensorflow as tf
-from standin_support import add_version, docker, make_model_base, write_config
+from standin_support import add_version, calculator_model_base, docker, write_config
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
@@ -41,9 +41,7 @@ model_config_list {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, calculator_version, container_factory):
-    base = make_model_base(tmp_path_factory, "lifecycle-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
+    base = calculator_model_base(tmp_path_factory, "lifecycle-models", calculator_version)
     write_config(base / "models.config", LATEST)
     container = container_factory(
         base,
@@ -295,9 +293,7 @@ def test_sigterm_with_an_init_ends_the_server_at_once_cutting_its_calls(
     The init passes SIGTERM to the entrypoint's shell, which dies, and the server with the
     container: no drain. A call inside a handler ends UNAVAILABLE at its client.
     """
-    base = make_model_base(tmp_path_factory, "sigterm-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
+    base = calculator_model_base(tmp_path_factory, "sigterm-models", calculator_version)
     export_slow_model(tmp_path / "slow-1")
     (base / "slow").mkdir()
     add_version(base / "slow", tmp_path / "slow-1", 1)

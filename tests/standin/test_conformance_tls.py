@@ -17,7 +17,7 @@ import uuid
 import grpc
 import pytest
 import requests
-from standin_support import IMAGE, add_version, docker, make_model_base, predict_add, refused_code
+from standin_support import IMAGE, calculator_model_base, docker, predict_add, refused_code
 
 pytestmark = pytest.mark.docker
 
@@ -31,9 +31,7 @@ NAME = [("grpc.ssl_target_name_override", "localhost")]
 
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory, calculator_version, pki):
-    base = make_model_base(tmp_path_factory, "tls-models")
-    (base / "calculator").mkdir()
-    add_version(base / "calculator", calculator_version, 1)
+    base = calculator_model_base(tmp_path_factory, "tls-models", calculator_version)
     (base / "mtls.config").write_text(pki.ssl_config(client_verify=True))
     (base / "tls.config").write_text(pki.ssl_config(client_verify=False))
     (base / "noca.config").write_text(pki.ssl_config(client_verify=True, custom_ca=False))
