@@ -8,7 +8,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 WEB_VENV := .venv-web
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -16,23 +15,21 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MODEL_BASE := build/models
 STANDIN_ARCHIVE := build/images/tf-serving-standin.tar
 
-.PHONY: help setup system-deps venv web-venv images models standin-image collection lint test test-lane-1 test-lane-2 test-all unit molecule demo demo-down bench profile lock clean
+.PHONY: help setup system-deps test-deps venv web-venv images models standin-image collection lint test test-lane-1 test-lane-2 test-all unit molecule demo demo-down bench profile lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: .cache/apt.stamp ## install the Debian packages the controller needs
+system-deps: .cache/apt.stamp ## install the Debian packages the controller needs for the demo
 .cache/apt.stamp: requirements/apt.txt
 	@mkdir -p .cache
-	@missing=$$(grep -v '^#' $< | xargs -n1 | while read -r p; do dpkg -s "$$p" >/dev/null 2>&1 || echo "$$p"; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  if echo " $$missing " | grep -q ' prometheus ' && [ -d /run/systemd/system ]; then \
-	    echo "promtool is what the controller needs of prometheus: stopping the server its package started"; \
-	    $(SUDO) systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; \
-	  fi; \
-	fi
+	tools/install-debian-packages $<
+	@touch $@
+
+# After system-deps: two apt-get runs at once would fight over dpkg's lock.
+test-deps: .cache/apt-test.stamp ## install the Debian packages only the tests need (chromium, promtool)
+.cache/apt-test.stamp: requirements/apt-test.txt | .cache/apt.stamp
+	tools/install-debian-packages $<
 	@touch $@
 
 venv: $(VENV)/.installed ## the controller's virtualenv (ansible, molecule, test tools, TensorFlow)
@@ -48,7 +45,7 @@ $(WEB_VENV)/.installed: $(shell git ls-files django_app 2>/dev/null) | venv
 	django_app/setup-test-venv $(WEB_VENV)
 	@touch $@
 
-setup: system-deps venv ## everything the tests and the demo need on the controller
+setup: system-deps venv ## what the demo needs on the controller (the tests add test-deps)
 
 # The test hosts the run needs: Debian 12's for the demo and `make test`
 # (tests/molecule_matrix.yml runs every scenario on it), Debian 13's as well
@@ -76,20 +73,20 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff, role docs again
 	$(VENV)/bin/python tools/role_docs.py --check
 	tools/collection-sanity
 
-unit: setup models standin-image web-venv ## every test except the Molecule scenarios
+unit: setup test-deps models standin-image web-venv ## every test except the Molecule scenarios
 	rc=0; \
 	$(WEB_VENV)/bin/pytest django_app || rc=1; \
 	pytest model_src tests -m "not molecule" || rc=1; \
 	exit $$rc
 
-molecule: setup images models standin-image ## every Molecule scenario in the CI matrix (tests/molecule_matrix.yml)
+molecule: setup test-deps images models standin-image ## every Molecule scenario in the CI matrix (tests/molecule_matrix.yml)
 	pytest tests -m molecule
 
 # The set-up steps and lint run two at a time (see `demo`), then the tests in
 # two lanes at once (below). Lane 2's output is shown as it runs; lane 1's is
 # kept in build/test-lane-1.log and printed after it.
 test: ## the whole suite, as CI runs it
-	$(MAKE) -j2 --output-sync=target setup images lint models standin-image web-venv
+	$(MAKE) -j2 --output-sync=target setup test-deps images lint models standin-image web-venv
 	@mkdir -p build
 	rc=0; \
 	$(MAKE) test-lane-1 > build/test-lane-1.log 2>&1 & lane_1=$$!; \

@@ -81,7 +81,7 @@ def browser() -> Iterator:
 
     for path in (CHROMIUM, CHROMEDRIVER):
         if not Path(path).exists():
-            pytest.fail(f"{path} is missing: apt-get install chromium chromium-driver (make system-deps)")
+            pytest.fail(f"{path} is missing: apt-get install chromium chromium-driver (make test-deps)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):

@@ -1,6 +1,6 @@
 """The monitoring role's alert rules, rendered with its default thresholds and unit-tested with promtool.
 
-promtool comes with Debian's `prometheus` package (requirements/apt.txt, `make system-deps`).
+promtool comes with Debian's `prometheus` package (requirements/apt-test.txt, `make test-deps`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def rules(directory: Path) -> list[dict]:
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
-    assert shutil.which("promtool"), "promtool missing: run `make system-deps` (Debian package prometheus)"
+    assert shutil.which("promtool"), "promtool missing: run `make test-deps` (Debian package prometheus)"
     return subprocess.run(["promtool", *args], capture_output=True, text=True, check=False)
 
 
