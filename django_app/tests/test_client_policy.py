@@ -208,6 +208,25 @@ def test_retry_budget_stops_reissues_on_a_sick_fleet_and_refills_with_successes(
     assert pool.may_reissue()
 
 
+def test_attempts_that_never_left_the_client_spend_no_retry_budget(clock):
+    # Planned restarts refuse connections: a quiet worker that meets several of them must still
+    # move its next call on, as gRPC's transparent retries are never throttled.
+    pool = HostPool((A, B), eject_after=100, max_tokens=10, token_ratio=0.1, clock=clock)
+    for _ in range(20):
+        pool.failed(A, "UpstreamUnavailable", sent=False)
+    assert pool.may_reissue()
+    for _ in range(5):
+        pool.failed(A, "UpstreamUnavailable")
+    assert not pool.may_reissue()
+
+
+def test_attempts_that_never_left_the_client_still_eject_the_host(clock):
+    pool = HostPool((A, B), eject_after=2, clock=clock)
+    assert not pool.failed(A, "UpstreamUnavailable", sent=False)
+    assert pool.failed(A, "UpstreamUnavailable", sent=False)
+    assert pool.order() == [B, A]
+
+
 # ------------------------------------------------------------------------------------- the client
 
 

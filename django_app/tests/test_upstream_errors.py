@@ -107,6 +107,21 @@ def test_client_raises_typed_errors_without_django():
         client.close()
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_refused_connection_is_reported_as_never_sent(protocol):
+    # What lets the client re-issue it elsewhere without spending its retry budget.
+    target = f"127.0.0.1:{free_port()}"
+    client = TFServingClient(
+        ClientConfig(targets=(target,), rest_targets=(target,), protocol=protocol, timeout_seconds=1)
+    )
+    try:
+        with pytest.raises(UpstreamUnavailable) as error:
+            client.predict("add", {"a": [1.0], "b": [2.0]})
+        assert error.value.sent is False, error.value.detail
+    finally:
+        client.close()
+
+
 def test_client_deadline_applies_to_a_hung_server(silent_server):
     client = TFServingClient(ClientConfig(targets=(silent_server,), timeout_seconds=0.3))
     try:

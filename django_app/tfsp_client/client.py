@@ -154,7 +154,7 @@ class TFServingClient:
         kind = type(error).__name__
         if self._on_error is not None:
             self._on_error(host, kind)
-        if self._pool.failed(host, kind, str(error)):
+        if self._pool.failed(host, kind, str(error), sent=getattr(error, "sent", True)):
             logger.warning("TF Serving %s ejected after repeated failures: %s", host, error)
             if self._on_ejection is not None:
                 self._on_ejection(host, True)

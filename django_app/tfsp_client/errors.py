@@ -26,6 +26,12 @@ class UpstreamUnavailable(ServingError):
 
     user_message = "The model server is unavailable right now. Please try again in a moment."
 
+    def __init__(self, detail: str = "", host: str | None = None, *, sent: bool = True) -> None:
+        super().__init__(detail, host)
+        #: False when the call never left the client (no connection to the host could be made):
+        #: the host spent nothing on it, so re-issuing it elsewhere spends no retry budget.
+        self.sent = sent
+
 
 class UnknownVersionLabel(UpstreamUnavailable):
     """The host answered that it knows no such version label: it is not (yet) set up for the release.

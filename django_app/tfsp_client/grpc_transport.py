@@ -96,6 +96,10 @@ def channel_options(config: ClientConfig) -> list[tuple[str, Any]]:
     ]
 
 
+# How gRPC words an UNAVAILABLE that it gave without sending the call: the channel has no
+# connection to the host (refused, unreachable), so the pick failed before any byte went out.
+_NOT_SENT_MARKERS = ("connections to all backends failing", "failed to connect to all addresses")
+
 _GRPC_ERRORS: dict[grpc.StatusCode, type[ServingError]] = {
     grpc.StatusCode.UNAVAILABLE: UpstreamUnavailable,
     # The client never cancels its own calls (they are blocking, bounded by a deadline), so a
@@ -197,6 +201,8 @@ class GrpcTransport(Transport):
         details = error.details() if hasattr(error, "details") else str(error)
         if code == grpc.StatusCode.INVALID_ARGUMENT and UnknownVersionLabel.marker in (details or ""):
             raise UnknownVersionLabel(f"{code.name}: {details}", host) from None
+        if code == grpc.StatusCode.UNAVAILABLE and any(m in (details or "") for m in _NOT_SENT_MARKERS):
+            raise UpstreamUnavailable(f"{code.name}: {details}", host, sent=False) from None
         raise _GRPC_ERRORS.get(code, UpstreamError)(f"{code.name}: {details}", host) from None
 
     def predict(self, host, timeout, signature, inputs, output, version_label=None):

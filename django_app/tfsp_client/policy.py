@@ -18,9 +18,12 @@ The rules, modelled on gRPC's outlier ejection and retry throttling (gRFC A50, A
   re-admits it when the probe answers, or ejects it again for longer.
 - When every host is ejected, calls still try them all (as Envoy's panic routing does): a
   possibly sick host beats a certain failure.
-- A call re-issued on another host spends a token of a budget (``max_tokens``, refilled by
-  ``token_ratio`` per success, as gRPC's retryThrottling); below half the budget, calls are not
-  re-issued, so a sick fleet gets one attempt per call rather than one per host.
+- A failed attempt spends a token of a budget (``max_tokens``, refilled by ``token_ratio`` per
+  success, as gRPC's retryThrottling); below half the budget, calls are not re-issued, so a sick
+  fleet gets one attempt per call rather than one per host. An attempt that never left the client
+  (no connection to the host: one restarting refuses them) spends none, as gRPC's transparent
+  retries are not throttled: else a few planned restarts drain a quiet worker's budget and its
+  next call to a restarting host fails instead of moving on.
 
 No sleeps and no threads here: time comes from ``clock`` (a fake one in the unit tests).
 """
@@ -121,14 +124,20 @@ class HostPool:
                 state.ejections = 0
             self._tokens = min(self._max_tokens, self._tokens + self._token_ratio)
 
-    def failed(self, host: str, kind: str, detail: str = "") -> bool:
-        """An attempt on ``host`` got no answer (``kind``: the error class); True when it got ejected."""
+    def failed(self, host: str, kind: str, detail: str = "", *, sent: bool = True) -> bool:
+        """An attempt on ``host`` got no answer (``kind``: the error class); True when it got ejected.
+
+        An attempt that was never ``sent`` (no connection to the host) counts towards the host's
+        ejection but spends no retry token: it cost the host nothing, and gRPC does not throttle
+        its own retries of calls that never left the client (gRFC A6, transparent retries).
+        """
         with self._lock:
             state = self._by_name[host]
             state.failures += 1
             state.errors[kind] += 1
             state.last_error = detail or kind
-            self._tokens = max(0.0, self._tokens - 1)
+            if sent:
+                self._tokens = max(0.0, self._tokens - 1)
             if state.ejected_until is None and state.failures >= self._eject_after:
                 self._eject(state)
                 return True

@@ -65,7 +65,7 @@ class RestTransport(Transport):
                 preload_content=True,
             )
         except urllib3.exceptions.NewConnectionError as error:  # a subclass of ConnectTimeoutError
-            raise UpstreamUnavailable(str(error), host) from None
+            raise UpstreamUnavailable(str(error), host, sent=False) from None
         except urllib3.exceptions.TimeoutError as error:
             raise UpstreamTimeout(str(error), host) from None
         except urllib3.exceptions.HTTPError as error:
