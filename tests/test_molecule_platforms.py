@@ -24,6 +24,7 @@ from playbook_run import run_playbook
 
 SHARED_CONFIG = REPO_ROOT / ".config" / "molecule" / "config.yml"
 CREATE = REPO_ROOT / "molecule" / "shared" / "create.yml"
+DESTROY = REPO_ROOT / "molecule" / "shared" / "destroy.yml"
 CREATE_PLAY = yaml.safe_load(CREATE.read_text())[0]
 SHARED_SETTINGS = CREATE_PLAY["vars"]["tfsp_test_host_shared"]
 PLATFORM_KEYS = set(CREATE_PLAY["vars"]["tfsp_test_host_keys"])
@@ -63,6 +64,14 @@ def test_every_scenario_creates_its_hosts_with_the_shared_step(scenario):
     # the configured path does not exist: the path must resolve from each.
     create = merged_config(scenario, RELEASES[0])["provisioner"]["playbooks"]["create"]
     assert (scenario / create).resolve() == CREATE
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=_id)
+def test_every_scenario_removes_its_hosts_volumes_with_the_shared_step(scenario):
+    # The same silent fallback: the driver's destroy would leave each host's
+    # /var/lib/docker volume (an inner engine's images) on the engine.
+    destroy = merged_config(scenario, RELEASES[0])["provisioner"]["playbooks"]["destroy"]
+    assert (scenario / destroy).resolve() == DESTROY
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=_id)
