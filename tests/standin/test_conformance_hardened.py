@@ -7,7 +7,7 @@ numeric user nobody (``65534:65534``). The official image's entrypoint only star
 the same entrypoint contract. This test runs the image on this machine's engine with exactly
 those settings and checks that the server still loads and answers, and that nothing in the
 container holds a privilege. (The Molecule scenario and the local stack run their serving
-containers on a nested engine with the vfs storage driver, where no non-root process starts,
+containers on a nested engine, where no non-root process started on the vfs storage driver,
 so there the role is told to keep the image's user; see roles/tf_serving/README.md.)
 """
 
