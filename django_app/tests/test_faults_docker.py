@@ -3,6 +3,12 @@
 A frozen host (``docker pause``: the kernel still accepts TCP, the server never answers) and a host
 that accepts connections but never speaks (the ``silent_server``) must cost no failed call and no
 call slower than 500 ms; the frozen host is ejected while frozen and serves again once thawed.
+
+A call's time does not count the moments the test process itself could not run: on a loaded
+two-core CI machine the whole process was once held up for about 0.9 s, four calls at once. A
+heartbeat thread ticks every 5 ms; a gap between its ticks over 50 ms is such a moment, and is
+taken off each call it overlaps. A client waiting on a frozen host leaves the heartbeat ticking
+(gRPC waits without the GIL), so such a wait still counts in full.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ pytestmark = pytest.mark.docker
 
 MAX_LATENCY_MS = 500
 THREADS = 4
+#: The heartbeat's tick, and the gap between ticks that counts as the process being held up.
+TICK_S = 0.005
+STALL_S = 0.05
 
 
 @dataclass
@@ -28,9 +37,21 @@ class Load:
     client: TFServingClient
     calls: list[tuple[float, float, str | None, str | None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    #: (start, end) of each moment the heartbeat did not tick, seconds since the load started.
+    stalls: list[tuple[float, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def heartbeat(self) -> None:
+        last = time.monotonic()
+        while not self.stop.is_set():
+            time.sleep(TICK_S)
+            now = time.monotonic()
+            if now - last > STALL_S:
+                self.stalls.append((last - self.started, now - self.started))
+            last = now
 
     def run(self) -> None:
-        started = time.monotonic()
+        started = self.started
         while not self.stop.is_set():
             begin = time.monotonic()
             try:
@@ -43,7 +64,9 @@ class Load:
             time.sleep(0.01)
 
     def __enter__(self) -> Load:
-        self.threads = [threading.Thread(target=self.run) for _ in range(THREADS)]
+        self.started = time.monotonic()
+        self.threads = [threading.Thread(target=self.heartbeat)]
+        self.threads += [threading.Thread(target=self.run) for _ in range(THREADS)]
         for thread in self.threads:
             thread.start()
         return self
@@ -56,8 +79,22 @@ class Load:
     def failures(self) -> list[str]:
         return [c[3] for c in self.calls if c[3] is not None]
 
+    def held_up_ms(self, begin: float, latency_ms: float) -> float:
+        """How long the process was held up during a call (begin, in seconds since the start)."""
+        end = begin + latency_ms / 1000
+        return 1000 * sum(max(0.0, min(end, stop) - max(begin, start)) for start, stop in self.stalls)
+
     def slowest_ms(self) -> float:
-        return max(c[1] for c in self.calls)
+        """The slowest call's own time: its latency less the moments the process was held up."""
+        return max(c[1] - self.held_up_ms(c[0], c[1]) for c in self.calls)
+
+    def slowest(self) -> list[str]:
+        """The five slowest calls, for a failure's message."""
+        calls = sorted(self.calls, key=lambda c: c[1])[-5:]
+        return [
+            f"at {begin:.2f} s: {ms:.0f} ms, {self.held_up_ms(begin, ms):.0f} held up, {host or error}"
+            for begin, ms, host, error in calls
+        ]
 
 
 def docker(*args: str) -> None:
@@ -83,7 +120,7 @@ def test_frozen_host_costs_no_failure_and_no_slow_call(running_standins):
             }:
                 time.sleep(0.2)
         assert load.failures() == []
-        assert load.slowest_ms() < MAX_LATENCY_MS, sorted(c[1] for c in load.calls)[-5:]
+        assert load.slowest_ms() < MAX_LATENCY_MS, load.slowest()
         assert len(load.calls) > 200
         assert frozen.grpc_target in {c[2] for c in load.calls[thawed_at:]}, (
             "the thawed host never served again"
@@ -99,7 +136,7 @@ def test_host_that_accepts_but_never_answers_costs_no_failure(running_standins, 
         with Load(client) as load:
             time.sleep(3)
         assert load.failures() == []
-        assert load.slowest_ms() < MAX_LATENCY_MS
+        assert load.slowest_ms() < MAX_LATENCY_MS, load.slowest()
         assert {c[2] for c in load.calls} == {running_standins[0].grpc_target}
         silent = client.host_health()[0]
         assert silent.ejected
