@@ -5,53 +5,44 @@ that accepts connections but never speaks (the ``silent_server``) must cost no f
 call slower than 500 ms; the frozen host is ejected while frozen and serves again once thawed.
 
 A call's time does not count the moments the test process itself could not run: on a loaded
-two-core CI machine the whole process was once held up for about 0.9 s, four calls at once. A
-heartbeat thread ticks every 5 ms; a gap between its ticks over 50 ms is such a moment, and is
-taken off each call it overlaps. A client waiting on a frozen host leaves the heartbeat ticking
-(gRPC waits without the GIL), so such a wait still counts in full.
+two-core CI machine the whole process was once held up for about 0.9 s, four calls at once. The
+drills' heartbeat (``tests/drills/heartbeat.py``, shared with the full-stack drills' load loop)
+finds those moments and they are taken off each call they overlap. A client waiting on a frozen
+host leaves the heartbeat ticking (gRPC waits without the GIL), so such a wait still counts in full.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from tfsp_client import ClientConfig, ServingError, TFServingClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "drills"))
+from heartbeat import Heartbeat  # standard library only, from the drills
 
 pytestmark = pytest.mark.docker
 
 MAX_LATENCY_MS = 500
 THREADS = 4
-#: The heartbeat's tick, and the gap between ticks that counts as the process being held up.
-TICK_S = 0.005
-STALL_S = 0.05
 
 
 @dataclass
 class Load:
-    """Calls made by a few threads: (seconds since start, latency ms, host or None, error or None)."""
+    """Calls made by a few threads: (time.monotonic() at start, latency ms, host or None, error or None)."""
 
     client: TFServingClient
     calls: list[tuple[float, float, str | None, str | None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
-    #: (start, end) of each moment the heartbeat did not tick, seconds since the load started.
-    stalls: list[tuple[float, float]] = field(default_factory=list)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
     started: float = field(default_factory=time.monotonic)
 
-    def heartbeat(self) -> None:
-        last = time.monotonic()
-        while not self.stop.is_set():
-            time.sleep(TICK_S)
-            now = time.monotonic()
-            if now - last > STALL_S:
-                self.stalls.append((last - self.started, now - self.started))
-            last = now
-
     def run(self) -> None:
-        started = self.started
         while not self.stop.is_set():
             begin = time.monotonic()
             try:
@@ -60,13 +51,13 @@ class Load:
                 assert answer.values == [3.0]
             except ServingError as exc:
                 host, error = None, f"{type(exc).__name__}: {exc}"
-            self.calls.append((begin - started, (time.monotonic() - begin) * 1000, host, error))
+            self.calls.append((begin, (time.monotonic() - begin) * 1000, host, error))
             time.sleep(0.01)
 
     def __enter__(self) -> Load:
         self.started = time.monotonic()
-        self.threads = [threading.Thread(target=self.heartbeat)]
-        self.threads += [threading.Thread(target=self.run) for _ in range(THREADS)]
+        self.heartbeat.start()
+        self.threads = [threading.Thread(target=self.run) for _ in range(THREADS)]
         for thread in self.threads:
             thread.start()
         return self
@@ -75,24 +66,21 @@ class Load:
         self.stop.set()
         for thread in self.threads:
             thread.join()
+        self.heartbeat.stop()
 
     def failures(self) -> list[str]:
         return [c[3] for c in self.calls if c[3] is not None]
 
-    def held_up_ms(self, begin: float, latency_ms: float) -> float:
-        """How long the process was held up during a call (begin, in seconds since the start)."""
-        end = begin + latency_ms / 1000
-        return 1000 * sum(max(0.0, min(end, stop) - max(begin, start)) for start, stop in self.stalls)
-
     def slowest_ms(self) -> float:
         """The slowest call's own time: its latency less the moments the process was held up."""
-        return max(c[1] - self.held_up_ms(c[0], c[1]) for c in self.calls)
+        return max(c[1] - self.heartbeat.held_up_ms(c[0], c[1]) for c in self.calls)
 
     def slowest(self) -> list[str]:
         """The five slowest calls, for a failure's message."""
         calls = sorted(self.calls, key=lambda c: c[1])[-5:]
         return [
-            f"at {begin:.2f} s: {ms:.0f} ms, {self.held_up_ms(begin, ms):.0f} held up, {host or error}"
+            f"at {begin - self.started:.2f} s: {ms:.0f} ms, "
+            f"{self.heartbeat.held_up_ms(begin, ms):.0f} held up, {host or error}"
             for begin, ms, host, error in calls
         ]
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import loadloop
 import pytest
+from heartbeat import held_up_ms
 from loadloop import LoadLoop, check_answer, expected_result
 
 
@@ -36,6 +40,8 @@ class _Calculator(BaseHTTPRequestHandler):
             text = json.dumps(dict(body, result=result + 1))
         elif fault == "no-result":
             text = json.dumps({"model_version": 1, "served_by": "tfs1:8500"})
+        elif fault == "slow":
+            time.sleep(0.3)
         encoded = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -140,6 +146,42 @@ def test_slow_requests_are_reported(site):
     report = _run([site.url], seconds=0.3)
     assert report.problems(min_requests=1, max_latency_ms=report.slowest_ms + 1) == []
     assert report.problems(min_requests=1, max_latency_ms=0)
+
+
+def test_a_slow_answer_counts_in_full(site):
+    # The server takes 300 ms over every tenth request: the load loop waits on the network, its
+    # heartbeat keeps ticking, and the bound sees the whole wait.
+    site.fault = "slow"
+    report = _run([site.url], seconds=1.0)
+    slow = [record for record in report.records if record.elapsed_ms >= 300]
+    assert slow
+    assert all(report.held_up_ms(record) < 100 for record in slow)
+    found = report.problems(min_requests=1, max_latency_ms=250)
+    assert any("> 250 ms" in line for line in found)
+
+
+def test_moments_the_test_process_was_held_up_are_not_the_stacks(site):
+    # The whole test process stopped for 0.4 s (SIGSTOP from a child, then SIGCONT): every request
+    # in flight looks 0.4 s slower, and none of that is the stack's doing.
+    pid = os.getpid()
+    # No pause between requests, so that some are in flight when the process stops.
+    with LoadLoop([site.url], clients_per_site=2, pace_seconds=0) as load:
+        time.sleep(0.2)
+        subprocess.run(["sh", "-c", f"kill -STOP {pid}; sleep 0.4; kill -CONT {pid}"], check=True)
+        time.sleep(0.3)
+    report = load.report
+    assert report.slowest_ms > 300
+    assert max(end - start for start, end in report.stalls) > 0.3
+    assert report.problems(min_requests=1, max_latency_ms=200) == [], report.summary()
+    assert "test process held up" in report.summary()
+
+
+def test_held_up_time_is_the_overlap_with_each_stall():
+    stalls = [(10.0, 10.2), (11.0, 11.5)]
+    assert held_up_ms(stalls, 9.0, 500) == 0
+    assert held_up_ms(stalls, 9.9, 200) == pytest.approx(100)
+    assert held_up_ms(stalls, 10.05, 100) == pytest.approx(100)
+    assert held_up_ms(stalls, 10.1, 1500) == pytest.approx(100 + 500)
 
 
 def test_marks_never_set_are_a_problem(site):

@@ -2,7 +2,8 @@
 
 Each drill runs the shared load loop (tests/drills/loadloop.py) through every web host, puts a
 fault on stack-tfs1 for 15 s, lifts it, and requires a clean report: no failed request, no request
-slower than 500 ms (normal p99 is under 100 ms), requests all through the fault, and stack-tfs1
+slower than 500 ms (normal p99 is under 100 ms; not counting moments the test process itself was
+held up, see tests/drills/heartbeat.py), requests all through the fault, and stack-tfs1
 serving again afterwards. The faults are the ways hosts fail in a datacentre:
 
 - frozen: ``docker pause`` of TF Serving (TCP still accepted by the kernel, no answer ever);
@@ -50,6 +51,9 @@ def _record(drill: str, load: LoadLoop) -> None:
         "requests": len(report.records),
         "failed": len(report.failures),
         "slowest_ms": round(report.slowest_ms),
+        # What the 500 ms bound judges: a request's time less the moments the test process was held up.
+        "slowest_own_ms": round(max((report.own_ms(r) for r in report.records), default=0)),
+        "test_process_held_up_ms": round(report.held_up_total_ms),
         "in_fault_window": len(window),
         "slowest_in_window_ms": round(max((r.elapsed_ms for r in window), default=0)),
         "served_by": dict(report.served_by),
