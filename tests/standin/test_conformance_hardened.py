@@ -6,9 +6,8 @@ numeric user nobody (``65534:65534``). The official image's entrypoint only star
 ``tensorflow_model_server``, which reads ``/models`` and its configuration; the stand-in keeps
 the same entrypoint contract. This test runs the image on this machine's engine with exactly
 those settings and checks that the server still loads and answers, and that nothing in the
-container holds a privilege. (The Molecule scenario and the local stack run their serving
-containers on a nested engine, where no non-root process started on the vfs storage driver,
-so there the role is told to keep the image's user; see roles/tf_serving/README.md.)
+container holds a privilege. (The Molecule scenario and the local stack run the same settings
+on a nested engine; roles/tf_serving/README.md.)
 """
 
 from __future__ import annotations

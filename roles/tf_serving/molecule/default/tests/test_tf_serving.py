@@ -160,9 +160,8 @@ def test_container_hardened(container):
     assert host_config["ReadonlyRootfs"] is True
     assert host_config["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
     assert host_config["PidsLimit"] == 4096
-    # The scenario keeps the image's user (tf_serving_user: "", see molecule.yml);
-    # the default, nobody, is run by tests/standin/test_conformance_hardened.py.
-    assert container["Config"]["User"] == ""
+    # The role's default user, nobody, as on real hosts.
+    assert container["Config"]["User"] == "65534:65534"
 
 
 def test_server_runs_unprivileged_on_a_read_only_system(host):
@@ -171,12 +170,13 @@ def test_server_runs_unprivileged_on_a_read_only_system(host):
     server = host.run(f"{inside} sh -c 'grep -E \"^(Uid|CapEff|CapBnd|NoNewPrivs):\" /proc/1/status'")
     assert server.rc == 0, server.stderr
     fields = dict(line.split(":", 1) for line in server.stdout.splitlines())
-    assert fields["Uid"].split() == ["0"] * 4  # root without capabilities: tf_serving_user ""
+    assert fields["Uid"].split() == ["65534"] * 4  # nobody (tf_serving_user's default)
     assert int(fields["CapEff"], 16) == 0
     assert int(fields["CapBnd"], 16) == 0
     assert fields["NoNewPrivs"].strip() == "1"
-    # Even root (uid 0, without capabilities) writes nothing outside /tmp.
+    # Neither the server's user nor even root (uid 0, without capabilities) writes outside /tmp.
     for path in ("/probe", "/models/probe", "/etc/tf-serving/probe"):
+        assert host.run(f"{inside} touch {path}").rc != 0, path
         assert host.run(f"docker exec -u 0 {CONTAINER} touch {path}").rc != 0, path
     assert host.run(f"{inside} sh -c 'touch /tmp/probe && rm /tmp/probe'").rc == 0
 
@@ -420,12 +420,12 @@ def test_grpc_serves_only_clients_with_a_certificate_of_the_ca(address, channel,
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_server_reads_the_ssl_config_readable_by_root_only(host, container):
+def test_server_reads_the_ssl_config_that_only_root_and_its_group_can(host, container):
     assert "--ssl_config_file=/etc/tf-serving/ssl.config" in container["Args"]
     ssl_config = host.file("/etc/tf-serving/ssl.config")
-    # The scenario keeps the image's user (root): root's file, 0600. With the
-    # default user 65534:65534 it is root:65534 0640 (README, "Mutual TLS").
-    assert (ssl_config.user, ssl_config.group, ssl_config.mode) == ("root", "root", 0o600)
+    # The default user 65534:65534: root writes it, the server's group (nogroup) reads it
+    # (README, "Mutual TLS").
+    assert (ssl_config.user, ssl_config.group, ssl_config.mode) == ("root", "nogroup", 0o640)
     assert "client_verify: true" in ssl_config.content_string
     assert "PRIVATE KEY" in ssl_config.content_string
 
