@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import shutil
 import time
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import input_pb2, predict_pb2
+from tensorflow_serving.apis import input_pb2, model_pb2, predict_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tf_serving_standin import config, core, errors, flags, rest
 from tf_serving_standin.servable import Servable
@@ -239,3 +240,29 @@ def test_grpc_channel_arguments_as_server_cc_reads_them() -> None:
     ]  # fmt: skip
     with pytest.raises(errors.ServingError, match="entry 'nokey' is not key=value"):
         parse_channel_arguments("a=1,nokey")
+
+
+def test_a_loaded_version_is_out_of_the_collectors_reach(calculator_version, tmp_path) -> None:
+    """TF Serving (C++) has no collector pauses: the stand-in freezes what a load leaves alive, so
+    a full collection does not walk TensorFlow's and the model's objects (tf_serving_standin.heap)."""
+    shutil.copytree(calculator_version, tmp_path / "1")
+    server = core.ServerCore(
+        poll_wait_seconds=1,
+        enable_warmup=False,
+        warmup_iterations=1,
+        saved_model_tags=["serve"],
+        allow_labels_for_unavailable=False,
+    )
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    server.load_initial(config.single_model_config("calculator", str(tmp_path)))
+    try:
+        servable = server.servable(model_pb2.ModelSpec(name="calculator"))
+        assert servable.version == 1
+        assert gc.get_freeze_count() > 10_000
+        tracked = {id(obj) for obj in gc.get_objects()}
+        assert id(servable) not in tracked
+        assert len(tracked) < gc.get_freeze_count()
+    finally:
+        server.stop()
+        gc.unfreeze()

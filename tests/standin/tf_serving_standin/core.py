@@ -29,7 +29,7 @@ from pathlib import Path
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tf_serving_standin import metrics
+from tf_serving_standin import heap, metrics
 from tf_serving_standin.config import validate_model_config
 from tf_serving_standin.errors import CODE_NUMBER, ServingError, from_exception
 from tf_serving_standin.servable import Servable
@@ -307,6 +307,7 @@ class ServerCore:
             entry.servable = servable
             entry.state = State.AVAILABLE
         metrics.model_load(name, str(path), "OK")
+        heap.freeze_long_lived()
         log.info(
             "Successfully loaded servable version {name: %s version: %d} in %.2fs",
             name,
