@@ -186,29 +186,28 @@ def test_examples_json_to_tf_example_types() -> None:
     assert list(context.features.feature["c"].bytes_list.value) == [b"ctx"]
 
 
+def _server_core(**options) -> core.ServerCore:
+    """A server core with the server's defaults, no warmup (``options`` override)."""
+    settings = {
+        "poll_wait_seconds": 1,
+        "enable_warmup": False,
+        "warmup_iterations": 1,
+        "saved_model_tags": ["serve"],
+        "allow_labels_for_unavailable": False,
+    }
+    return core.ServerCore(**(settings | options))
+
+
 def test_test_delay_flag_slows_only_the_marked_version(calculator_version, tmp_path) -> None:
     """--standin_test_delay_file (test-only, not TF Serving's): a marked version answers late; others
     and a server without the flag answer at once. The release drills' "slow version" is made so."""
     for version in (1, 2):
         shutil.copytree(calculator_version, tmp_path / str(version))
     (tmp_path / "2" / "standin-delay-ms").write_text("300\n")
-    marked = core.ServerCore(
-        poll_wait_seconds=1,
-        enable_warmup=False,
-        warmup_iterations=1,
-        saved_model_tags=["serve"],
-        allow_labels_for_unavailable=False,
-        test_delay_file="standin-delay-ms",
-    )
+    marked = _server_core(test_delay_file="standin-delay-ms")
     assert marked._test_delay(tmp_path / "1") == 0
     assert marked._test_delay(tmp_path / "2") == pytest.approx(0.3)
-    unflagged = core.ServerCore(
-        poll_wait_seconds=1,
-        enable_warmup=False,
-        warmup_iterations=1,
-        saved_model_tags=["serve"],
-        allow_labels_for_unavailable=False,
-    )
+    unflagged = _server_core()
     assert unflagged._test_delay(tmp_path / "2") == 0
     assert "standin_test_delay_file" in flags.IMPLEMENTED
     assert flags.parse(["--model_base_path=/m", "--standin_test_delay_file=x"]).standin_test_delay_file == "x"
@@ -246,13 +245,7 @@ def test_a_loaded_version_is_out_of_the_collectors_reach(calculator_version, tmp
     """TF Serving (C++) has no collector pauses: the stand-in freezes what a load leaves alive, so
     a full collection does not walk TensorFlow's and the model's objects (tf_serving_standin.heap)."""
     shutil.copytree(calculator_version, tmp_path / "1")
-    server = core.ServerCore(
-        poll_wait_seconds=1,
-        enable_warmup=False,
-        warmup_iterations=1,
-        saved_model_tags=["serve"],
-        allow_labels_for_unavailable=False,
-    )
+    server = _server_core()
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     server.load_initial(config.single_model_config("calculator", str(tmp_path)))
