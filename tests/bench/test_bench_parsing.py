@@ -200,6 +200,7 @@ def test_report_compares_against_the_targets():
         "footprint": {
             "web": {"host": "web1", "mib": 50.2, "distributions": ["Django"], "has_tensorflow": False},
             "naive": {"requirement": "tensorflow-serving-api==2.21.0", "mib": 1900.0, "distributions": 40},
+            "standin_image": {"image": "tfsp/tf-serving-standin:latest", "bytes": 913_418_886},
         },
     }
     text = report.markdown(data, results)
@@ -209,6 +210,8 @@ def test_report_compares_against_the_targets():
         "Idempotent re-run 30% of the first run, changed=0 (target at most 25%, changed=0): NOT met." in text
     )
     assert "Web venv 50.2 MiB (target under 80 MiB): met." in text
+    assert "loads: 913,418,886 bytes." in text
+    assert "#20 image: the stand-in image is 913,418,886 bytes, 49.3% of the 1,851,984,076" in text
     assert "| rest | 1 | 3.00 | 4.00x |" in text
     assert "AVAILABLE on every GPU host 25.5 s after the playbook started" in text
 
@@ -326,3 +329,17 @@ def test_issue20_verdicts_are_in_the_report():
     results = [_load(k, c, 1.0 + c, 10000) for k in ("grpc_direct", "django_grpc") for c in (1, 32)]
     assert any(line.startswith("#20 latency") for line in report.verdicts({}, results))
     assert any(line.startswith("#20 throughput") for line in report.verdicts({}, results))
+
+
+def test_issue20_image_target_is_half_the_image_of_the_issue():
+    def line(size):
+        (verdict,) = report.image_verdicts({"image": "tfsp/tf-serving-standin:latest", "bytes": size})
+        return verdict
+
+    assert line(970_548_882) == (
+        "#20 image: the stand-in image is 970,548,882 bytes, 52.4% of the 1,851,984,076 when the issue "
+        "was filed (target at most 50%): NOT met."
+    )
+    assert line(925_992_038).endswith("(target at most 50%): met.")  # exactly half
+    assert line(925_992_039).endswith("NOT met.")
+    assert report.image_verdicts(None) == []

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             data["deploy"]["rollout"] = deploy.rollout(
                 REPO / "build/demo-models", "calculator", GPU_HOSTS, versions_available(load), log_dir
             )
-    data["footprint"] = {"web": footprint.web_host_venv(VANTAGE)}
+    data["footprint"] = {"web": footprint.web_host_venv(VANTAGE), "standin_image": footprint.standin_image()}
     if not args.skip_footprint:
         say("sizing a naive venv with tensorflow-serving-api (pulls TensorFlow)")
         data["footprint"]["naive"] = footprint.naive_venv(f"tensorflow-serving-api=={tf_serving_api_pin()}")

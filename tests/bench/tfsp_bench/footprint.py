@@ -12,6 +12,7 @@ from pathlib import Path
 from .stats import BenchError
 
 VENV = "/opt/calculator-web/venv"
+STANDIN_IMAGE = "tfsp/tf-serving-standin:latest"
 
 
 def _mib(kib: int) -> float:
@@ -36,6 +37,16 @@ def web_host_venv(host: str) -> dict:
         "distributions": listing,
         "has_tensorflow": any(name.lower().startswith("tensorflow") for name in listing),
     }
+
+
+def standin_image(image: str = STANDIN_IMAGE) -> dict:
+    """Size of the TF Serving stand-in image (a test fixture) that the serving hosts load."""
+    done = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Size}}", image], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BenchError(f"cannot size {image}: {done.stderr}")
+    return {"image": image, "bytes": int(done.stdout.strip())}
 
 
 def naive_venv(requirement: str) -> dict:

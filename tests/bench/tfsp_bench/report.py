@@ -29,6 +29,9 @@ ISSUE20 = {
     "baseline_p50_ratio": 3.06,  # web / direct p50 at concurrency 1 when the issue was filed
     "added_share": 0.5,  # the web tier may add at most this share of what it added then
     "throughput_share": 0.70,  # web / direct throughput at concurrency 32, at least
+    # The stand-in image when the issue was filed (full TensorFlow), and the share it may keep.
+    "image_bytes_before": 1_851_984_076,
+    "image_share": 0.5,
 }
 
 
@@ -168,6 +171,12 @@ def markdown(data: dict, results: list[LoadResult]) -> str:
             f"- A venv with only `pip install {n['requirement']}`: {n['mib']:.0f} MiB, "
             f"{n['distributions']} distributions (it pulls TensorFlow)."
         )
+    if fp.get("standin_image"):
+        img = fp["standin_image"]
+        lines.append(
+            f"- The TF Serving stand-in image (`{img['image']}`, a test fixture) that each serving host "
+            f"loads: {img['bytes']:,} bytes."
+        )
     lines += ["", "## Against the targets", ""]
     lines += [f"- {line}" for line in verdicts(data, results)]
     lines.append("")
@@ -289,6 +298,18 @@ def issue20_verdicts(results: list[LoadResult]) -> list[str]:
     return out
 
 
+def image_verdicts(image: dict | None) -> list[str]:
+    """Issue #20's image target: the stand-in image at most half its size when the issue was filed."""
+    if not image:
+        return []
+    before, limit = ISSUE20["image_bytes_before"], ISSUE20["image_share"]
+    share = image["bytes"] / before
+    return [
+        f"#20 image: the stand-in image is {image['bytes']:,} bytes, {share:.1%} of the {before:,} when "
+        f"the issue was filed (target at most {limit:.0%}): {_verdict(share <= limit)}."
+    ]
+
+
 def verdicts(data: dict, results: list[LoadResult]) -> list[str]:
     out = []
     direct = results_for(results, "grpc_direct").get(1)
@@ -310,6 +331,7 @@ def verdicts(data: dict, results: list[LoadResult]) -> list[str]:
             f"{TARGETS['rerun_share']:.0%}, changed=0): "
             f"{_verdict(share <= TARGETS['rerun_share'] and changed == 0)}."
         )
+    out += image_verdicts(data.get("footprint", {}).get("standin_image"))
     web_fp = data.get("footprint", {}).get("web")
     if web_fp:
         out.append(
