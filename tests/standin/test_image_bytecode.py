@@ -20,7 +20,7 @@ pytestmark = pytest.mark.docker
 
 VENV = "/opt/tf-serving-standin"
 PROBE = f"""
-import importlib.util, json, os, pkgutil, sys
+import json, os, pkgutil, sys
 import tf_serving_standin
 for module in pkgutil.iter_modules(tf_serving_standin.__path__, "tf_serving_standin."):
     __import__(module.name)

@@ -331,8 +331,9 @@ def verdicts(data: dict, results: list[LoadResult]) -> list[str]:
             f"{TARGETS['rerun_share']:.0%}, changed=0): "
             f"{_verdict(share <= TARGETS['rerun_share'] and changed == 0)}."
         )
-    out += image_verdicts(data.get("footprint", {}).get("standin_image"))
-    web_fp = data.get("footprint", {}).get("web")
+    fp = data.get("footprint", {})
+    out += image_verdicts(fp.get("standin_image"))
+    web_fp = fp.get("web")
     if web_fp:
         out.append(
             f"Web venv {web_fp['mib']:.1f} MiB (target under {TARGETS['web_venv_mib']:.0f} MiB): "
