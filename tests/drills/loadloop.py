@@ -14,9 +14,20 @@ watches it. This loop:
   failure of the drill, not as silence.
 
 ``mark(name)`` stamps a moment (the fault starts, the fault ends) so a drill can ask that the load
-actually ran across its fault window. A latency bound is checked against each request's time less
-the moments the test process itself was held up (``heartbeat``): the bound is about the stack, and
-the load loop shares the machine's cores with every test host. ``LoadReport.problems`` lists
+actually ran across its fault window. Two latency bounds judge how the stack routed around a fault:
+
+- ``max_upstream_ms`` bounds the web tier's own figure for its TF Serving calls (each answer's
+  ``elapsed_ms``, failover included), less nothing: it is where waiting on a faulty serving host
+  shows, and the test process's or the controller's hold-ups never enter it;
+- ``max_latency_ms`` bounds each request's time end to end less what the machine took from it:
+  every test host and the load loop share the machine's two cores, so a request is also slowed by
+  work that on real hardware runs elsewhere (a host container rebooting, the drill's own docker
+  commands). What is taken off is the larger of the moments the test process itself was held up
+  (``heartbeat``) and how long, while it ran, some task on the machine waited for a core (PSI's
+  ``cpu.some``, ``pressure``): an upper bound on the request's own wait for a core.
+
+A slow request is listed with what explains it: its TF Serving time, the other clients' requests at
+the same moment, and the machine's stall figures meanwhile. ``LoadReport.problems`` lists
 everything wrong in one go; ``assert_clean`` fails with that list and a summary.
 """
 
@@ -32,6 +43,7 @@ from dataclasses import dataclass, field
 
 import requests
 from heartbeat import Heartbeat, held_up_ms
+from pressure import PressureSampler, describe, during
 
 OPERATIONS = ("add", "subtract", "multiply")
 PREDICT_PATH = "/api/v1/predict"
@@ -70,6 +82,8 @@ class Record:
     status: int | None = None
     served_by: str | None = None
     model_version: int | None = None
+    #: The answer's ``elapsed_ms``: the web tier's time in its TF Serving calls, failover included.
+    upstream_ms: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,6 +116,15 @@ def check_answer(payload: dict, status: int, body: str) -> tuple[str, str | None
     return "", served_by, version
 
 
+def upstream_ms(body: str) -> float | None:
+    """The ``elapsed_ms`` of an answer's JSON body, if it has one."""
+    try:
+        value = json.loads(body).get("elapsed_ms")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 @dataclass
 class LoadReport:
     """What a load loop saw, and the checks a drill makes of it."""
@@ -113,6 +136,8 @@ class LoadReport:
     thread_errors: list[str] = field(default_factory=list)
     #: (start, end) of each moment the load loop's own process was held up (time.monotonic()).
     stalls: list[tuple[float, float]] = field(default_factory=list)
+    #: (time.monotonic(), PSI totals) samples through the run (``pressure``); none without PSI.
+    pressure: list[tuple[float, dict[str, int]]] = field(default_factory=list)
 
     def held_up_ms(self, record: Record) -> float:
         """How long the test process was held up while ``record`` ran (not the stack's doing)."""
@@ -123,9 +148,14 @@ class LoadReport:
         """How long the test process was held up in all during the run."""
         return sum(end - start for start, end in self.stalls) * 1000
 
+    def machine_ms(self, record: Record) -> float:
+        """How long some task on the machine waited for a core while ``record`` ran (PSI cpu.some)."""
+        growth = during(self.pressure, record.started, record.started + record.elapsed_ms / 1000)
+        return min(record.elapsed_ms, growth.get("cpu.some", 0.0))
+
     def own_ms(self, record: Record) -> float:
-        """A request's time less the moments the test process was held up: what a bound judges."""
-        return record.elapsed_ms - self.held_up_ms(record)
+        """A request's time less what the machine took from it: what ``max_latency_ms`` judges."""
+        return record.elapsed_ms - max(self.held_up_ms(record), self.machine_ms(record))
 
     @property
     def failures(self) -> list[Record]:
@@ -163,6 +193,7 @@ class LoadReport:
         min_requests: int,
         serving_hosts: Iterable[str] = (),
         max_latency_ms: float | None = None,
+        max_upstream_ms: float | None = None,
         window: tuple[str, str] | None = None,
         min_in_window: int = 0,
         versions: Iterable[int] | None = None,
@@ -183,8 +214,21 @@ class LoadReport:
         if max_latency_ms is not None:
             slow = [r for r in self.records if self.own_ms(r) > max_latency_ms]
             found += [
-                f"{r.client} at {r.wall:.3f}: {r.elapsed_ms:.0f} ms ({self.held_up_ms(r):.0f} of them the "
-                f"test process held up) > {max_latency_ms:.0f} ms, served by {r.served_by or '-'}"
+                f"{r.client} at {r.wall:.3f}: {r.elapsed_ms:.0f} ms (less {self.held_up_ms(r):.0f} the test "
+                f"process held up, {self.machine_ms(r):.0f} the machine's tasks waiting for a core: "
+                f"{self.own_ms(r):.0f}) > {max_latency_ms:.0f} ms, served by {r.served_by or '-'}; "
+                + self.explain(r)
+                for r in slow[:10]
+            ]
+        if max_upstream_ms is not None:
+            answered = [r for r in self.records if r.ok]
+            unknown = [r for r in answered if r.upstream_ms is None]
+            if unknown:
+                found.append(f"{len(unknown)} answers without elapsed_ms: their TF Serving time is unknown")
+            slow = [r for r in answered if r.upstream_ms is not None and r.upstream_ms > max_upstream_ms]
+            found += [
+                f"{r.client} at {r.wall:.3f}: {r.upstream_ms:.0f} ms in the web tier's TF Serving calls "
+                f"> {max_upstream_ms:.0f} ms, served by {r.served_by or '-'}; " + self.explain(r)
                 for r in slow[:10]
             ]
         if window is not None:
@@ -201,6 +245,24 @@ class LoadReport:
             if unexpected:
                 found.append(f"answers from unexpected model versions {sorted(unexpected, key=str)}")
         return found
+
+    def explain(self, record: Record) -> str:
+        """What was going on while ``record`` ran: its TF Serving time, the others, the machine."""
+        end = record.started + record.elapsed_ms / 1000
+        others = [
+            r
+            for r in self.records
+            if r.client != record.client
+            and r.started < end
+            and r.started + r.elapsed_ms / 1000 > record.started
+        ]
+        upstream = "?" if record.upstream_ms is None else f"{record.upstream_ms:.0f}"
+        return (
+            f"{upstream} ms in the web tier's TF Serving calls; "
+            f"{len(others)} requests of other clients meanwhile, slowest "
+            f"{max((r.elapsed_ms for r in others), default=0):.0f} ms; "
+            f"machine: {describe(during(self.pressure, record.started, end))}"
+        )
 
     def assert_clean(self, **checks) -> None:
         """Fail with every problem and the summary unless the run was clean (see ``problems``)."""
@@ -221,6 +283,7 @@ class LoadLoop:
         max_seconds: float = 1800.0,
         verify: bool | str = False,
         start_timeout: float = 30.0,
+        pressure: PressureSampler | None = None,
     ) -> None:
         self.sites = tuple(sites)
         if not self.sites or clients_per_site < 1:
@@ -239,6 +302,8 @@ class LoadLoop:
         self._started: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._heartbeat = Heartbeat()
+        # The machine's PSI figures (a sampler of another directory in the unit tests).
+        self._pressure = pressure or PressureSampler()
         self.report: LoadReport | None = None
 
     def __enter__(self) -> LoadLoop:
@@ -256,6 +321,7 @@ class LoadLoop:
     def start(self) -> None:
         """Start every client and return once each has had an answer (right or wrong)."""
         self._heartbeat.start()
+        self._pressure.start()
         for index, (site, number) in enumerate(itertools.product(self.sites, range(self.clients_per_site))):
             name = f"{site}#{number}"
             self._started[name] = threading.Event()
@@ -278,6 +344,7 @@ class LoadLoop:
             if thread.is_alive():
                 self._thread_errors.append(f"{thread.name} did not stop within {self.request_timeout + 5} s")
         self._heartbeat.stop()
+        self._pressure.stop()
         with self._lock:
             self.report = LoadReport(
                 sites=self.sites,
@@ -286,6 +353,7 @@ class LoadLoop:
                 marks=dict(self._marks),
                 thread_errors=list(self._thread_errors),
                 stalls=list(self._heartbeat.stalls),
+                pressure=list(self._pressure.samples),
             )
         return self.report
 
@@ -318,15 +386,16 @@ class LoadLoop:
 
     def _one(self, session: requests.Session, name: str, site: str, url: str, payload: dict) -> Record:
         started, wall = time.monotonic(), time.time()
-        status = None
+        status, upstream = None, None
         try:
             response = session.post(url, json=payload, timeout=self.request_timeout, verify=self.verify)
             status = response.status_code
             error, served_by, version = check_answer(payload, status, response.text)
+            upstream = upstream_ms(response.text)
         except requests.RequestException as exception:
             error, served_by, version = f"{type(exception).__name__}: {exception}", None, None
         elapsed_ms = (time.monotonic() - started) * 1000
-        return Record(name, site, started, wall, elapsed_ms, error, status, served_by, version)
+        return Record(name, site, started, wall, elapsed_ms, error, status, served_by, version, upstream)
 
     def _records_append(self, record: Record) -> None:
         with self._lock:

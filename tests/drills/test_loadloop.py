@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import loadloop
 import pytest
 from heartbeat import held_up_ms
-from loadloop import LoadLoop, check_answer, expected_result
+from loadloop import LoadLoop, LoadReport, Record, check_answer, expected_result
+from pressure import PressureSampler
 
 
 class _Calculator(BaseHTTPRequestHandler):
@@ -29,9 +30,16 @@ class _Calculator(BaseHTTPRequestHandler):
             count = server.count
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         result = expected_result(payload["operation"], payload["a"], payload["b"])
-        body = {"result": result, "model_version": 1, "served_by": f"tfs{count % 2 + 1}:8500"}
-        status, text = 200, json.dumps(body)
         fault = server.fault if count % server.every == 0 else None
+        # The web tier's answer says how long its TF Serving calls took: here, the fault's sleep.
+        upstream = 300.0 if fault == "slow" else 1.0
+        body = {
+            "result": result,
+            "model_version": 1,
+            "served_by": f"tfs{count % 2 + 1}:8500",
+            "elapsed_ms": upstream,
+        }
+        status, text = 200, json.dumps(body)
         if fault == "503":
             status, text = 503, json.dumps({"error": "TF Serving is unavailable"})
         elif fault == "not-json":
@@ -148,16 +156,64 @@ def test_slow_requests_are_reported(site):
     assert report.problems(min_requests=1, max_latency_ms=0)
 
 
-def test_a_slow_answer_counts_in_full(site):
+def test_a_slow_answer_counts_in_full(site, tmp_path):
     # The server takes 300 ms over every tenth request: the load loop waits on the network, its
-    # heartbeat keeps ticking, and the bound sees the whole wait.
+    # heartbeat keeps ticking, and the bound sees the whole wait. (No PSI figures here: what this
+    # machine's other work costs is the next tests' subject, not this one's.)
     site.fault = "slow"
-    report = _run([site.url], seconds=1.0)
+    report = _run([site.url], seconds=1.0, pressure=PressureSampler(directory=tmp_path))
     slow = [record for record in report.records if record.elapsed_ms >= 300]
     assert slow
     assert all(report.held_up_ms(record) < 100 for record in slow)
+    assert {record.upstream_ms for record in slow} == {300.0}
     found = report.problems(min_requests=1, max_latency_ms=250)
-    assert any("> 250 ms" in line for line in found)
+    slow_lines = [line for line in found if "> 250 ms" in line]
+    assert slow_lines
+    # Each slow request is listed with what explains it: here, the time in the TF Serving calls.
+    assert all("300 ms in the web tier's TF Serving calls" in line for line in slow_lines)
+    assert all("requests of other clients meanwhile" in line and "machine: " in line for line in slow_lines)
+    # The web tier's own figure is judged too, and with nothing taken off.
+    upstream_lines = [
+        line for line in report.problems(min_requests=1, max_upstream_ms=250) if "> 250" in line
+    ]
+    assert len(upstream_lines) == min(len(slow), 10)
+    assert report.problems(min_requests=1, max_upstream_ms=300) == []
+
+
+def _record(started: float, elapsed_ms: float, upstream_ms: float | None = 5.0) -> Record:
+    return Record("s#0", "s", started, 0.0, elapsed_ms, "", 200, "tfs1:8500", 1, upstream_ms)
+
+
+def _psi(*points: tuple[float, int]) -> list[tuple[float, dict[str, int]]]:
+    return [(moment, {"cpu.some": micros, "io.full": 0}) for moment, micros in points]
+
+
+def test_the_time_the_machine_kept_a_core_from_the_stack_is_not_the_stacks():
+    # A 600 ms request during which some task waited 400 ms for a core: 200 ms are the stack's.
+    busy = LoadReport(("s",), 1, [_record(10.0, 600)], pressure=_psi((9.8, 0), (10.0, 0), (10.6, 400_000)))
+    assert busy.machine_ms(busy.records[0]) == pytest.approx(400)
+    assert busy.own_ms(busy.records[0]) == pytest.approx(200)
+    assert busy.problems(min_requests=1, max_latency_ms=500) == []
+    # The same request on a quiet machine is over the bound...
+    quiet = LoadReport(("s",), 1, [_record(10.0, 600)], pressure=_psi((10.0, 0), (10.6, 6_000)))
+    [line] = quiet.problems(min_requests=1, max_latency_ms=500)
+    assert "600 ms (less 0 the test process held up, 6 the machine's tasks waiting for a core: 594)" in line
+    # ... and so is a wait far longer than anything the machine took (a stall on a dead host).
+    long = LoadReport(("s",), 1, [_record(10.0, 2000)], pressure=_psi((9.9, 0), (12.1, 1_000_000)))
+    assert long.problems(min_requests=1, max_latency_ms=500)
+    # Without PSI figures, nothing is taken off.
+    bare = LoadReport(("s",), 1, [_record(10.0, 600)])
+    assert bare.machine_ms(bare.records[0]) == 0
+    assert bare.problems(min_requests=1, max_latency_ms=500)
+
+
+def test_the_web_tiers_tf_serving_time_is_judged_with_nothing_taken_off():
+    records = [_record(10.0, 600, upstream_ms=520), _record(11.0, 50, upstream_ms=None), _record(12.0, 9)]
+    busy = LoadReport(("s",), 1, records, pressure=_psi((9.9, 0), (12.1, 2_000_000)))
+    found = busy.problems(min_requests=1, max_upstream_ms=500)
+    assert any("520 ms in the web tier's TF Serving calls > 500 ms" in line for line in found)
+    assert "1 answers without elapsed_ms: their TF Serving time is unknown" in found
+    assert len(found) == 2
 
 
 def test_moments_the_test_process_was_held_up_are_not_the_stacks(site):
@@ -189,6 +245,15 @@ def test_marks_never_set_are_a_problem(site):
     assert report.problems(min_requests=1, window=("fault-start", "fault-end")) == [
         "marks never set: ['fault-start', 'fault-end']"
     ]
+
+
+def test_upstream_time_is_read_from_the_answer_when_it_has_one():
+    assert loadloop.upstream_ms(json.dumps({"result": 1, "elapsed_ms": 2.5})) == 2.5
+    assert loadloop.upstream_ms(json.dumps({"result": 1})) is None
+    assert loadloop.upstream_ms(json.dumps({"elapsed_ms": "2"})) is None
+    assert loadloop.upstream_ms(json.dumps({"elapsed_ms": True})) is None
+    assert loadloop.upstream_ms("[1]") is None
+    assert loadloop.upstream_ms("<html>") is None
 
 
 def test_check_answer_reads_a_good_answer():

@@ -1,10 +1,12 @@
 """Faults on a serving host under load: the web tier must route around them, dropping nothing.
 
 Each drill runs the shared load loop (tests/drills/loadloop.py) through every web host, puts a
-fault on stack-tfs1 for 15 s, lifts it, and requires a clean report: no failed request, no request
-slower than 500 ms (normal p99 is under 100 ms; not counting moments the test process itself was
-held up, see tests/drills/heartbeat.py), requests all through the fault, and stack-tfs1
-serving again afterwards. The faults are the ways hosts fail in a datacentre:
+fault on stack-tfs1 for 15 s, lifts it, and requires a clean report: no failed request; no answer
+whose TF Serving calls took the web tier over 500 ms (its own figure, failover included: at most
+one 250 ms attempt on the faulty host and the other host's answer); no request over 500 ms end to
+end less what the machine took from it (every test host shares two cores: see loadloop's
+docstring; normal p99 is under 100 ms); requests all through the fault; and stack-tfs1 serving
+again afterwards. The faults are the ways hosts fail in a datacentre:
 
 - frozen: ``docker pause`` of TF Serving (TCP still accepted by the kernel, no answer ever);
 - black hole: an nftables rule on stack-tfs1 drops every packet to ports 8500/8501 (no reset);
@@ -47,16 +49,20 @@ def _record(drill: str, load: LoadLoop) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     window = report.window("fault-start", "fault-end")
+    slowest = max(report.records, key=lambda r: r.elapsed_ms, default=None)
     results[drill] = {
         "requests": len(report.records),
         "failed": len(report.failures),
         "slowest_ms": round(report.slowest_ms),
         # What the 500 ms bound judges: a request's time less the moments the test process was held up.
         "slowest_own_ms": round(max((report.own_ms(r) for r in report.records), default=0)),
+        "slowest_upstream_ms": round(max((r.upstream_ms or 0 for r in report.records), default=0)),
         "test_process_held_up_ms": round(report.held_up_total_ms),
         "in_fault_window": len(window),
         "slowest_in_window_ms": round(max((r.elapsed_ms for r in window), default=0)),
         "served_by": dict(report.served_by),
+        # Where the slowest request's time went (its TF Serving calls, the others, the machine's PSI).
+        "slowest_explained": report.explain(slowest) if slowest else "",
     }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
@@ -102,6 +108,7 @@ def _assert_clean(load: LoadLoop, host) -> None:
         min_requests=300,
         serving_hosts=_served_names(load),
         max_latency_ms=MAX_LATENCY_MS,
+        max_upstream_ms=MAX_LATENCY_MS,
         window=("fault-start", "fault-end"),
         min_in_window=100,
     )
