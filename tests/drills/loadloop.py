@@ -150,7 +150,8 @@ class LoadReport:
 
     def machine_ms(self, record: Record) -> float:
         """How long some task on the machine waited for a core while ``record`` ran (PSI cpu.some)."""
-        growth = during(self.pressure, record.started, record.started + record.elapsed_ms / 1000)
+        end = record.started + record.elapsed_ms / 1000
+        growth = during(self.pressure, record.started, end, keys=("cpu.some",))
         return min(record.elapsed_ms, growth.get("cpu.some", 0.0))
 
     def own_ms(self, record: Record) -> float:

@@ -42,9 +42,10 @@ def read_totals(directory: Path = PRESSURE_DIR) -> dict[str, int]:
     return totals
 
 
-def _at(samples: list[tuple[float, dict[str, int]]], moment: float, key: str) -> float | None:
+def _at(
+    samples: list[tuple[float, dict[str, int]]], times: list[float], moment: float, key: str
+) -> float | None:
     """A total at ``moment``, interpolated between the samples around it (None outside them)."""
-    times = [when for when, _ in samples]
     after = bisect_left(times, moment)
     if after >= len(samples) or (after == 0 and times[0] > moment):
         return None
@@ -55,17 +56,20 @@ def _at(samples: list[tuple[float, dict[str, int]]], moment: float, key: str) ->
     return before.get(key, 0) + share * (later.get(key, 0) - before.get(key, 0))
 
 
-def during(samples: list[tuple[float, dict[str, int]]], start: float, end: float) -> dict[str, float]:
-    """How much each total grew between ``start`` and ``end``, in ms.
+def during(
+    samples: list[tuple[float, dict[str, int]]], start: float, end: float, keys: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """How much each total (or each of ``keys``) grew between ``start`` and ``end``, in ms.
 
     Each total is interpolated linearly between the samples around each end (PSI's counters grow
     steadily between two reads 100 ms apart); empty when the samples do not cover the span.
     """
     if not samples:
         return {}
+    times = [when for when, _ in samples]
     growth = {}
-    for key in sorted(samples[-1][1]):
-        first, last = _at(samples, start, key), _at(samples, end, key)
+    for key in keys or sorted(samples[-1][1]):
+        first, last = _at(samples, times, start, key), _at(samples, times, end, key)
         if first is None or last is None:
             return {}
         growth[key] = max(0.0, last - first) / 1000

@@ -40,6 +40,7 @@ def test_growth_is_interpolated_between_the_samples_around_the_request():
     assert during(samples, 10.05, 10.15) == pytest.approx({"cpu.some": 125.0, "io.full": 5.0})
     assert during(samples, 10.1, 10.2) == pytest.approx({"cpu.some": 200.0, "io.full": 10.0})
     assert during(samples, 10.1, 10.1) == {"cpu.some": 0.0, "io.full": 0.0}
+    assert during(samples, 10.1, 10.2, keys=("cpu.some",)) == pytest.approx({"cpu.some": 200.0})
     assert during(samples, 10.0, 10.3) == pytest.approx({"cpu.some": 260.0, "io.full": 10.0})
     # A request outside the samples cannot be covered: nothing is claimed.
     assert during(samples, 9.9, 10.1) == {}
